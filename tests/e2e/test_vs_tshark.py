@@ -1,0 +1,83 @@
+"""Every handshake message tlsinspect reports matches what tshark dissects in the same file."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import pytest
+from conftest import own_captures, run_tshark, shared_captures, shared_view
+
+import tlsinspect
+from tlsinspect.tls import registry as reg
+
+NAME_TO_TYPE = {v: k for k, v in reg.HANDSHAKE_TYPES.items()}
+NAME_TO_TYPE["hello_retry_request"] = reg.SERVER_HELLO  # tshark 4.0 types an HRR as Server Hello
+
+
+def _endpoint(ip: str, port: str | int) -> str:
+    return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
+
+
+def _decode_as(capture: Path) -> list[int]:
+    ports: set[int] = set()
+    for s in shared_view():
+        if s["file"] == capture.name and s.get("decode_as_tls_ports"):
+            ports.update(s["decode_as_tls_ports"])
+    if capture.parent.name == "captures":
+        truth = capture.with_suffix(".truth.json")
+        if truth.exists():
+            import json
+
+            ports.update(x["server_port"] for x in json.loads(truth.read_text())["sessions"])
+    return sorted(ports)
+
+
+def tshark_messages(tshark: str, capture: Path) -> dict[frozenset, list[tuple[str, int]]]:
+    """Plaintext handshake messages per TCP connection, as (sender endpoint, type) in order."""
+    rows = run_tshark(
+        tshark,
+        capture,
+        [
+            "ip.src",
+            "ipv6.src",
+            "tcp.srcport",
+            "ip.dst",
+            "ipv6.dst",
+            "tcp.dstport",
+            "tls.handshake.type",
+        ],
+        "tcp and tls.handshake.type",  # not QUIC's CRYPTO frames
+        decode_as=_decode_as(capture),
+    )
+    out: dict[frozenset, list[tuple[str, int]]] = defaultdict(list)
+    for ip4s, ip6s, sport, ip4d, ip6d, dport, types in rows:
+        # tunnels give several addresses: the innermost (last) one carries the TCP segment
+        src = _endpoint((ip6s or ip4s).split(",")[-1], sport.split(",")[-1])
+        dst = _endpoint((ip6d or ip4d).split(",")[-1], dport.split(",")[-1])
+        for t in types.split(","):
+            out[frozenset((src, dst))].append((src, int(t)))
+    return out
+
+
+def ours(capture: Path) -> dict[frozenset, list[tuple[str, int]]]:
+    out: dict[frozenset, list[tuple[str, int]]] = defaultdict(list)
+    for s in sorted(tlsinspect.sessions(capture), key=lambda s: s["start_time"]):
+        c = _endpoint(s["client_ip"], s["client_port"])
+        sv = _endpoint(s["server_ip"], s["server_port"])
+        for item in s["handshake"]:
+            role, name = item.split(":", 1)
+            if name in NAME_TO_TYPE:
+                out[frozenset((c, sv))].append((c if role == "client" else sv, NAME_TO_TYPE[name]))
+    return out
+
+
+CAPTURES = shared_captures() + own_captures()
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.name)
+def test_handshake_messages_match_tshark(tshark, capture):
+    theirs = tshark_messages(tshark, capture)
+    mine = ours(capture)
+    assert theirs, f"tshark sees no TLS handshake in {capture.name}"
+    assert mine == theirs

@@ -1,0 +1,217 @@
+"""The verdict of a session, decided from its facts alone: `classify(facts, origin) -> Decision`.
+
+Pure (no I/O, no clock): the pipeline calls it once per session, when the session is logged.
+`origin` is what the capture showed of the session a resumed handshake resumes, if it holds it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .model import Basis, Verdict
+from .session import AlertSeen, SessionFacts
+from .tls import registry as reg
+
+
+@dataclass(frozen=True, slots=True)
+class Origin:
+    """The full handshake that created a session later resumed."""
+
+    verdict: Verdict
+    client: str  # "192.0.2.1:50000"
+    start: str  # ISO time
+    client_subject: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    verdict: Verdict
+    basis: Basis
+    reason: str
+
+
+def _alert_text(a: AlertSeen) -> str:
+    if a.description is None:
+        return f"an encrypted alert from the {a.sender}"
+    level = reg.name_of("alert_level", a.level or 0)
+    return (
+        f"{level} alert {reg.name_of('alert', a.description)} ({a.description}) from the {a.sender}"
+    )
+
+
+def _after(a: AlertSeen) -> str:
+    peer = "client" if a.sender == "server" else "server"
+    return f" after the {peer}'s {a.after.replace('_', ' ')}" if a.after else ""
+
+
+def _end_text(f: SessionFacts) -> str:
+    return f.ended or "the capture ends"  # a decided session has no end yet
+
+
+def _lost(f: SessionFacts) -> str | None:
+    if not f.lost:
+        return None
+    role, why = next(iter(f.lost.items()))
+    return f"the {role}'s stream could not be followed ({why})"
+
+
+def _abort(f: SessionFacts, stage: str) -> Decision | None:
+    """A handshake cut short at `stage`: by an alert, a reset or a close; None if it just stops."""
+    alert = f.fatal_alert
+    if alert is not None:
+        return Decision(Verdict.FAILED, Basis.OBSERVED, f"{_alert_text(alert)}{_after(alert)}")
+    if f.end_kind in ("fin", "rst"):
+        return Decision(Verdict.FAILED, Basis.OBSERVED, f"{f.ended} {stage}")
+    return None
+
+
+def _incomplete(f: SessionFacts, what: str) -> Decision:
+    lost = _lost(f)
+    why = lost if lost else _end_text(f)
+    return Decision(Verdict.INCOMPLETE, Basis.OBSERVED, f"{what}: {why}")
+
+
+def classify(f: SessionFacts, origin: Origin | None = None) -> Decision:
+    ch, sh = f.client_hello, f.server_hello
+    if ch is None and sh is None:
+        return Decision(
+            Verdict.INCOMPLETE,
+            Basis.OBSERVED,
+            "no ClientHello or ServerHello in the capture: it starts after the handshake"
+            if f.app_data
+            else "no handshake message could be read",
+        )
+    if sh is None:
+        stage = "after the ClientHello, before any ServerHello"
+        if ch is None:
+            stage = "the capture holds no ClientHello"
+        return _abort(f, stage) or _incomplete(
+            f,
+            f"no ServerHello {('(after a HelloRetryRequest) ' if f.retry_request else '')}in the capture",
+        )
+    if f.tls13:
+        return _classify_tls13(f)
+    return _classify_tls12(f, origin)
+
+
+def _classify_tls13(f: SessionFacts) -> Decision:
+    sh = f.server_hello
+    assert sh is not None
+    plain = f.fatal_alert
+    if plain is not None and plain.level is not None:
+        return Decision(Verdict.FAILED, Basis.OBSERVED, f"{_alert_text(plain)}{_after(plain)}")
+    if sh.psk_accepted:
+        return Decision(
+            Verdict.RESUMED,
+            Basis.OBSERVED,
+            "TLS 1.3 resumption with a pre-shared key: no certificates are exchanged",
+        )
+    if "client" not in f.finished:
+        return _abort(f, "before the client's second flight") or _incomplete(
+            f, "TLS 1.3 handshake not finished: the client's second flight is not in the capture"
+        )
+    sizes = f.encrypted_sizes.get("client", [])
+    idx = f.client_flight_index
+    flight = f" (client's second flight {sizes[idx]:,} bytes)" if 0 <= idx < len(sizes) else ""
+    return Decision(
+        Verdict.ENCRYPTED,
+        Basis.OBSERVED,
+        "TLS 1.3: CertificateRequest and the client's Certificate are encrypted, no key log"
+        + flight,
+    )
+
+
+def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
+    ch, sh = f.client_hello, f.server_hello
+    assert sh is not None
+    abbreviated = (
+        "server" in f.ccs
+        and f.server_certs is None
+        and not f.server_hello_done
+        and not f.server_key_exchange
+    )
+    if abbreviated:
+        # RFC 5077 3.4: a client resuming with a ticket may also send a session ID, which the
+        # server echoes; the ticket is what resumes.
+        how = "session ticket" if ch is not None and ch.session_ticket else "session ID"
+        alert = f.fatal_alert
+        if alert is not None:
+            return Decision(
+                Verdict.FAILED, Basis.OBSERVED, f"resumption ({how}) aborted: {_alert_text(alert)}"
+            )
+        if origin is None:
+            tail = "; the handshake that created the session is not in the capture"
+        elif origin.verdict == Verdict.MUTUAL:
+            who = f" ({origin.client_subject})" if origin.client_subject else ""
+            tail = f"; resumes a mutual session of {origin.client}{who} at {origin.start}"
+        else:
+            tail = (
+                f"; resumes a {origin.verdict.value} session of {origin.client} at {origin.start}"
+            )
+        return Decision(
+            Verdict.RESUMED,
+            Basis.OBSERVED,
+            f"abbreviated handshake resuming by {how}: no certificates exchanged{tail}",
+        )
+
+    done = f.handshake_done
+    if f.cert_request is not None:
+        cc = f.client_certs
+        no_cert_alert = next(
+            (a for a in f.alerts if a.sender == "client" and a.description == 41), None
+        )
+        if (cc is not None and len(cc) == 0) or no_cert_alert is not None:
+            how = "an empty Certificate" if cc is not None else "a no_certificate alert (SSL 3.0)"
+            alert = f.fatal_alert
+            if alert is not None:
+                tail = f"; the handshake then failed: {_alert_text(alert)}"
+            elif done:
+                tail = "; the server accepted it and the handshake completed"
+            else:
+                tail = f"; handshake not finished: {_lost(f) or _end_text(f)}"
+            return Decision(
+                Verdict.CERT_REQUESTED_NOT_SENT,
+                Basis.OBSERVED,
+                f"server requested a client certificate, client answered with {how}{tail}",
+            )
+        if cc:
+            alert = f.fatal_alert
+            if alert is not None:
+                return Decision(
+                    Verdict.FAILED,
+                    Basis.OBSERVED,
+                    f"client sent a {len(cc)}-certificate chain; {_alert_text(alert)}{_after(alert)}",
+                )
+            if done:
+                if f.client_cert_verify is None:
+                    return Decision(
+                        Verdict.MUTUAL,
+                        Basis.OBSERVED,
+                        f"client sent a {len(cc)}-certificate chain without CertificateVerify "
+                        "(fixed key exchange); handshake completed",
+                    )
+                return Decision(
+                    Verdict.MUTUAL,
+                    Basis.OBSERVED,
+                    f"server requested a client certificate; client sent a {len(cc)}-certificate "
+                    "chain and CertificateVerify; handshake completed",
+                )
+            return _abort(f, "after the client's certificate") or _incomplete(
+                f, "client sent its certificate but the handshake is not finished"
+            )
+        return _abort(f, "after the server's CertificateRequest") or _incomplete(
+            f, "server requested a client certificate; the client's answer is not in the capture"
+        )
+
+    alert = f.fatal_alert
+    if alert is not None:
+        return Decision(Verdict.FAILED, Basis.OBSERVED, f"{_alert_text(alert)}{_after(alert)}")
+    if done:
+        return Decision(
+            Verdict.ONE_WAY,
+            Basis.OBSERVED,
+            "handshake completed without a CertificateRequest: only the server authenticated",
+        )
+    return _abort(f, "before the handshake finished") or _incomplete(
+        f, "handshake not finished, no CertificateRequest so far"
+    )

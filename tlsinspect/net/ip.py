@@ -1,0 +1,101 @@
+"""IPv4 and IPv6 headers, and the text form of addresses.
+
+The header functions are pure and never raise: they take the frame, the offset of the IP header
+and the end of the bytes it may use (the capture length, or the end of an outer IP packet), and
+return ``(protocol, l4_start, ip_end, src, dst)`` or None when the header is cut short, is not
+of its version, or belongs to a fragment. ``ip_end`` is bounded by the IP length (so link-layer
+padding is left out) and by ``end`` (so a packet cut by the snaplen stays in bounds).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import struct
+from functools import lru_cache
+
+IPPROTO_IPIP = 4
+IPPROTO_TCP = 6
+IPPROTO_UDP = 17
+IPPROTO_IPV6 = 41
+IPPROTO_GRE = 47
+
+#: version/IHL, total length, flags/fragment offset, protocol, source, destination
+IPV4_HEADER = struct.Struct("!BxHxxHxB2x4s4s")
+#: version/traffic class, payload length, next header, source, destination
+IPV6_HEADER = struct.Struct("!B3xHBx16s16s")
+
+_IPV4_FRAGMENT = 0x3FFF  # MF flag and fragment offset
+
+#: IPv6 extension headers walked over: hop-by-hop, routing, destination options, mobility,
+#: HIP, shim6 (length in 8-byte units, not counting the first 8), and AH (in 4-byte units,
+#: not counting the first 8). A fragment header (44) or "no next header" (59) ends the walk
+#: and, not being TCP, makes the packet unusable.
+_IPV6_EXTENSIONS = frozenset({0, 43, 60, 135, 139, 140, 51})
+_IPV6_AH = 51
+
+_V4_MAPPED_PREFIX = b"\x00" * 10 + b"\xff\xff"
+
+
+def ipv4(data: bytes, off: int, end: int) -> tuple[int, int, int, bytes, bytes] | None:
+    """Decode the IPv4 header at ``off``: (protocol, l4_start, ip_end, src, dst) or None."""
+    if off + 20 > end:
+        return None
+    vihl, total, frag, proto, src, dst = IPV4_HEADER.unpack_from(data, off)
+    ihl = (vihl & 0x0F) << 2
+    if vihl >> 4 != 4 or ihl < 20 or frag & _IPV4_FRAGMENT:
+        return None
+    if total:
+        if total < ihl:
+            return None
+        ip_end = off + total
+        if ip_end > end:
+            ip_end = end
+    else:
+        ip_end = end  # total length 0: segmentation offload, the capture tells the length
+    l4 = off + ihl
+    if l4 > ip_end:
+        return None
+    return proto, l4, ip_end, src, dst
+
+
+def ipv6(data: bytes, off: int, end: int) -> tuple[int, int, int, bytes, bytes] | None:
+    """Decode the IPv6 header at ``off`` and skip its extension headers.
+
+    Returns (next header after the extensions, its start, ip_end, src, dst) or None.
+    """
+    if off + 40 > end:
+        return None
+    vtc, plen, nh, src, dst = IPV6_HEADER.unpack_from(data, off)
+    if vtc >> 4 != 6:
+        return None
+    l4 = off + 40
+    ip_end = l4 + plen if plen else end  # payload length 0: jumbogram or offload
+    if ip_end > end:
+        ip_end = end
+    while nh in _IPV6_EXTENSIONS:
+        if l4 + 8 > ip_end:
+            return None
+        if nh == _IPV6_AH:
+            size = (data[l4 + 1] + 2) << 2
+        else:
+            size = (data[l4 + 1] + 1) << 3
+        nh = data[l4]
+        l4 += size
+    if l4 > ip_end:
+        return None
+    return nh, l4, ip_end, src, dst
+
+
+@lru_cache(maxsize=4096)
+def format_addr(addr: bytes) -> str:
+    """Text form of a packed address: dotted quad, or RFC 5952 IPv6 text.
+
+    IPv4-mapped IPv6 addresses keep their IPv4 part dotted (``::ffff:192.0.2.1``).
+    """
+    if len(addr) == 4:
+        return str(ipaddress.IPv4Address(bytes(addr)))
+    if len(addr) == 16:
+        if addr[:12] == _V4_MAPPED_PREFIX:
+            return "::ffff:" + str(ipaddress.IPv4Address(bytes(addr[12:])))
+        return ipaddress.IPv6Address(bytes(addr)).compressed
+    raise ValueError(f"not a packed IPv4 or IPv6 address ({len(addr)} bytes)")

@@ -1,0 +1,233 @@
+"""Find the TCP segment in a captured frame, through link layers and tunnels.
+
+``locate_tcp(linktype, data)`` returns ``(src, dst, tcp_start, tcp_end)``: the packed addresses
+of the innermost IP header that carries TCP, and the bounds of the TCP header plus payload in
+``data`` (bounded by the IP length, so link-layer padding is excluded, and by the captured
+bytes). It returns None for anything else: not TCP, an IP fragment (fragments are not
+reassembled), a header cut short, an unknown link type. It never raises.
+
+Link types: Ethernet (1) with any number of 802.1Q/802.1ad/QinQ tags and 802.2 SNAP, Linux
+cooked SLL (113) and SLL2 (276), raw IP (101, 12, 14), raw IPv4 (228), raw IPv6 (229), BSD
+loopback NULL (0, host byte order) and OpenBSD LOOP (108, network byte order).
+
+Tunnels, peeled down to the inner IP/TCP, at most MAX_NESTING deep: PPPoE session, MPLS (to the
+bottom of the stack, then IPv4, IPv6 or a pseudowire control word and Ethernet), IP-in-IP (4 and
+41, in IPv4 or IPv6), GRE version 0 (IPv4, IPv6, transparent Ethernet bridging, MPLS, ERSPAN
+types I, II and III), VXLAN (UDP 4789 and 8472) and Geneve (UDP 6081).
+
+The decoding is a small loop over "what comes at this offset", named by an EtherType
+(0x6558, transparent Ethernet bridging, stands for an Ethernet header).
+"""
+
+from __future__ import annotations
+
+from tlsinspect.net.ip import (
+    IPPROTO_GRE,
+    IPPROTO_IPIP,
+    IPPROTO_IPV6,
+    IPPROTO_TCP,
+    IPPROTO_UDP,
+    IPV4_HEADER,
+    ipv4,
+    ipv6,
+)
+
+#: At most this many encapsulations (inner Ethernet, IP in IP, GRE, UDP tunnels, MPLS, PPPoE)
+#: are peeled off before giving up.
+MAX_NESTING = 8
+
+ETH_IPV4 = 0x0800
+ETH_IPV6 = 0x86DD
+ETH_BRIDGED = 0x6558  # transparent Ethernet bridging: an Ethernet header follows
+ETH_PPPOE_SESSION = 0x8864
+ETH_MPLS = 0x8847
+ETH_MPLS_MULTICAST = 0x8848
+ETH_ERSPAN_2 = 0x88BE
+ETH_ERSPAN_3 = 0x22EB
+_VLAN_TAGS = frozenset({0x8100, 0x88A8, 0x9100})
+
+_PPP_IPV4 = 0x0021
+_PPP_IPV6 = 0x0057
+
+_VXLAN_PORTS = frozenset({4789, 8472})
+_GENEVE_PORT = 6081
+
+_LINK_RAW = frozenset({101, 12, 14})
+_LINK_NULL = 0
+_LINK_LOOP = 108
+_AF_INET = 2
+_AF_INET6 = frozenset({24, 28, 30})  # NetBSD/OpenBSD, FreeBSD, Darwin
+
+_SNAP = b"\xaa\xaa\x03"
+
+
+def locate_tcp(linktype: int, data: bytes) -> tuple[bytes, bytes, int, int] | None:
+    """(src, dst, tcp_start, tcp_end) of the innermost TCP segment of a frame, or None."""
+    n = len(data)
+    if linktype == 1:
+        # The common case first: Ethernet, IPv4 without options, TCP.
+        if n >= 54 and data[12] == 8 and data[13] == 0:
+            vihl, total, frag, proto, src, dst = IPV4_HEADER.unpack_from(data, 14)
+            if vihl == 0x45 and proto == IPPROTO_TCP and not frag & 0x3FFF and total >= 40:
+                end = 14 + total
+                return src, dst, 34, end if end < n else n
+        if n < 14:
+            return None
+        return _walk(data, data[12] << 8 | data[13], 14, n)
+    if linktype == 113:  # Linux cooked capture: 16-byte header, protocol last
+        if n < 16:
+            return None
+        return _walk(data, data[14] << 8 | data[15], 16, n)
+    if linktype == 276:  # Linux cooked capture v2: 20-byte header, protocol first
+        if n < 20:
+            return None
+        return _walk(data, data[0] << 8 | data[1], 20, n)
+    if linktype in _LINK_RAW:
+        if n < 1:
+            return None
+        version = data[0] >> 4
+        if version == 4:
+            return _walk(data, ETH_IPV4, 0, n)
+        if version == 6:
+            return _walk(data, ETH_IPV6, 0, n)
+        return None
+    if linktype == 228:
+        return _walk(data, ETH_IPV4, 0, n)
+    if linktype == 229:
+        return _walk(data, ETH_IPV6, 0, n)
+    if linktype == _LINK_NULL or linktype == _LINK_LOOP:
+        if n < 4:
+            return None
+        family = data[0] << 24 | data[1] << 16 | data[2] << 8 | data[3]
+        if linktype == _LINK_NULL and family > 0xFFFF:
+            family = data[3] << 24 | data[2] << 16 | data[1] << 8 | data[0]  # little-endian host
+        if family == _AF_INET:
+            return _walk(data, ETH_IPV4, 4, n)
+        if family in _AF_INET6:
+            return _walk(data, ETH_IPV6, 4, n)
+        return None
+    return None
+
+
+def _walk(data: bytes, et: int, off: int, end: int) -> tuple[bytes, bytes, int, int] | None:
+    """Decode from ``off``, where a protocol named by the EtherType ``et`` starts."""
+    nesting = 0
+    while nesting <= MAX_NESTING:
+        if et == ETH_IPV4:
+            ip = ipv4(data, off, end)
+        elif et == ETH_IPV6:
+            ip = ipv6(data, off, end)
+        elif et in _VLAN_TAGS:
+            if off + 4 > end:
+                return None
+            et = data[off + 2] << 8 | data[off + 3]
+            off += 4
+            continue
+        elif et == ETH_BRIDGED:
+            if off + 14 > end:
+                return None
+            et = data[off + 12] << 8 | data[off + 13]
+            off += 14
+            nesting += 1
+            continue
+        elif et == ETH_PPPOE_SESSION:
+            # version/type, code, session id, length, then the PPP protocol
+            if off + 8 > end:
+                return None
+            length = data[off + 4] << 8 | data[off + 5]
+            if off + 6 + length < end:
+                end = off + 6 + length
+            ppp = data[off + 6] << 8 | data[off + 7]
+            off += 8
+            if ppp == _PPP_IPV4:
+                et = ETH_IPV4
+            elif ppp == _PPP_IPV6:
+                et = ETH_IPV6
+            else:
+                return None
+            nesting += 1
+            continue
+        elif et == ETH_MPLS or et == ETH_MPLS_MULTICAST:
+            while True:  # pop labels down to the bottom of the stack
+                if off + 4 > end:
+                    return None
+                bottom = data[off + 2] & 1
+                off += 4
+                if bottom:
+                    break
+            if off >= end:
+                return None
+            first = data[off] >> 4
+            if first == 4:
+                et = ETH_IPV4
+            elif first == 6:
+                et = ETH_IPV6
+            elif first == 0:  # pseudowire control word, then Ethernet
+                off += 4
+                et = ETH_BRIDGED
+            else:
+                return None
+            nesting += 1
+            continue
+        elif et == ETH_ERSPAN_2:
+            off += 8
+            et = ETH_BRIDGED
+            continue
+        elif et == ETH_ERSPAN_3:
+            if off + 12 > end:
+                return None
+            off += 20 if data[off + 11] & 1 else 12  # O flag: platform specific subheader
+            et = ETH_BRIDGED
+            continue
+        elif et <= 1500:
+            # 802.3 length field: only an 802.2 SNAP header leads on to an EtherType
+            if off + 8 > end or data[off : off + 3] != _SNAP:
+                return None
+            et = data[off + 6] << 8 | data[off + 7]
+            off += 8
+            continue
+        else:
+            return None
+
+        if ip is None:
+            return None
+        proto, off, end, src, dst = ip
+        if proto == IPPROTO_TCP:
+            if end - off < 20:
+                return None
+            return src, dst, off, end
+        nesting += 1
+        if proto == IPPROTO_IPIP:
+            et = ETH_IPV4
+        elif proto == IPPROTO_IPV6:
+            et = ETH_IPV6
+        elif proto == IPPROTO_GRE:
+            if off + 4 > end:
+                return None
+            flags = data[off]
+            if data[off + 1] & 0x07 or flags & 0x40:  # only version 0, no source routing
+                return None
+            et = data[off + 2] << 8 | data[off + 3]
+            off += 4 + ((flags >> 7) + (flags >> 5 & 1) + (flags >> 4 & 1)) * 4
+            if et == ETH_ERSPAN_2 and not flags & 0x10:
+                et = ETH_BRIDGED  # ERSPAN type I: no sequence number, no ERSPAN header
+        elif proto == IPPROTO_UDP:
+            if off + 8 > end:
+                return None
+            port = data[off + 2] << 8 | data[off + 3]
+            length = data[off + 4] << 8 | data[off + 5]
+            if 8 <= length and off + length < end:
+                end = off + length
+            if port in _VXLAN_PORTS:
+                off += 16  # UDP header, VXLAN header
+                et = ETH_BRIDGED
+            elif port == _GENEVE_PORT:
+                if off + 16 > end:
+                    return None
+                et = data[off + 10] << 8 | data[off + 11]
+                off += 16 + ((data[off + 8] & 0x3F) << 2)
+            else:
+                return None
+        else:
+            return None
+    return None

@@ -1,0 +1,354 @@
+"""The one loop: raw packets -> TCP flows -> TLS events -> sessions, each logged exactly once.
+
+Hot path design (measured on the benchmark capture, see benchmarks/bench.py): a flow is keyed by
+the raw bytes of (source address, destination address, source port, destination port), sliced
+straight out of the frame, and both directions' keys point at the flow. The common frame
+(Ethernet + IPv4 without options + TCP) is recognised inline with a few byte compares; any other
+frame goes through `net.link.locate_tcp`. Once a flow's verdict is decided its entries become the
+`_DONE` sentinel, its buffers are dropped, and its later packets cost one dict lookup and one
+flag test (Zeek's disable_analyzer_after_detection). A session is logged when it is decided, on
+a reset, on the close of both directions, when it idles out (packet time), or at end of capture.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections import OrderedDict
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from .classify import Decision, Origin, classify
+from .model import Verdict
+from .net.ip import format_addr
+from .net.link import locate_tcp
+from .net.reassembly import Gap, HalfStream
+from .session import SessionBuilder, SessionFacts
+from .tls.connection import TlsConnection
+from .x509 import cert_info
+
+_SEQ = struct.Struct(">I")
+
+
+class _Done:
+    __slots__ = ()
+
+    def __repr__(self) -> str:
+        return "<decided flow>"
+
+
+_DONE = _Done()
+
+IDLE_TIMEOUT_NS = 300 * 10**9  # an undecided flow silent this long (packet time) is logged
+SWEEP_EVERY = 1 << 16  # packets between idle sweeps
+MAX_RESUMABLE = 1 << 16  # session IDs / tickets remembered for resumption lookups
+
+FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
+
+
+def iso_time(ts_ns: int) -> str:
+    dt = datetime.fromtimestamp(ts_ns // 10**9, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ts_ns % 10**9) // 1000:06d}Z"
+
+
+@dataclass(slots=True)
+class SessionRecord:
+    """A logged session: its facts and its decision."""
+
+    index: int
+    facts: SessionFacts
+    decision: Decision
+    client: tuple[str, int]
+    server: tuple[str, int]
+    origin: Origin | None = None
+
+
+@dataclass(slots=True)
+class Stats:
+    packets: int = 0
+    bytes: int = 0
+    tcp_packets: int = 0
+    not_tcp: int = 0
+    truncated: int = 0  # packets cut by the capture's snaplen
+    flows: int = 0
+    sessions: int = 0
+    problems: list[str] = field(default_factory=list)
+
+
+class _Flow:
+    __slots__ = ("keys", "streams", "conn", "builder", "fin", "last_ts", "syn", "reused")
+
+    def __init__(self, keys: tuple[bytes, bytes], ts: int, facts: SessionFacts, midstream: bool):
+        self.keys = keys
+        self.streams = (HalfStream(), HalfStream())
+        self.conn = TlsConnection(midstream)
+        self.builder = SessionBuilder(facts)
+        self.fin = [False, False]
+        self.last_ts = ts
+        self.syn = False
+
+
+def _reverse(key: bytes) -> bytes:
+    n = (len(key) - 4) // 2
+    return key[n : 2 * n] + key[:n] + key[2 * n + 2 :] + key[2 * n : 2 * n + 2]
+
+
+class Analyzer:
+    """Feeds raw packet tuples through the layers; `run()` yields SessionRecords as they are logged."""
+
+    def __init__(self) -> None:
+        self.flows: dict[bytes, object] = {}
+        self.active: dict[int, _Flow] = {}  # undecided flows, for idle sweeps and end of capture
+        self.closing: set[bytes] = set()  # decided flows with one direction closed
+        self.stats = Stats()
+        self._ready: list[SessionRecord] = []
+        self._resumable: OrderedDict[bytes, Origin] = OrderedDict()
+        self._index = 0
+
+    def run(self, packets: Iterable[tuple[int, int, bytes, int, int]]) -> Iterator[SessionRecord]:
+        flows = self.flows
+        get = flows.get
+        done = _DONE
+        ready = self._ready
+        stats = self.stats
+        n = 0
+        nbytes = 0
+        next_sweep = SWEEP_EVERY
+        for ts, linktype, data, orig_len, _iface in packets:
+            n += 1
+            nbytes += orig_len
+            if (
+                linktype == 1
+                and data[12] == 8
+                and data[13] == 0
+                and data[14] == 0x45
+                and data[23] == 6
+                and len(data) >= 54
+            ):
+                if data[20] & 0x3F or data[21]:
+                    stats.not_tcp += 1  # an IPv4 fragment
+                    continue
+                key = data[26:38]
+                t = 34
+                end = 14 + ((data[16] << 8) | data[17])
+            else:
+                loc = locate_tcp(linktype, data)
+                if loc is None or loc[2] + 20 > len(data):
+                    stats.not_tcp += 1
+                    continue
+                src, dst, t, end = loc
+                key = src + dst + data[t : t + 4]
+                if orig_len > len(data) and end == len(data):
+                    end += orig_len - len(data)
+            entry = get(key)
+            if entry is done:
+                if data[t + 13] & 7:  # SYN, FIN or RST on a decided flow
+                    self._closed_decided(key, data[t + 13])
+                    if data[t + 13] & SYN and not data[t + 13] & ACK:
+                        self._packet(None, key, ts, data, t, end)
+                continue
+            self._packet(entry, key, ts, data, t, end)  # type: ignore[arg-type]
+            if ready:
+                yield from ready
+                ready.clear()
+            if n >= next_sweep:
+                next_sweep = n + SWEEP_EVERY
+                self._sweep(ts)
+                if ready:
+                    yield from ready
+                    ready.clear()
+        stats.packets += n
+        stats.bytes += nbytes
+        self.finish()
+        yield from ready
+        ready.clear()
+
+    def finish(self) -> None:
+        """End of capture: log every session still open."""
+        for flow in list(self.active.values()):
+            self._log(flow, "eof", "the capture ends")
+
+    # -- per-packet work for flows not yet decided ------------------------------------------
+
+    def _packet(
+        self, entry: tuple[_Flow, int] | None, key: bytes, ts: int, data: bytes, t: int, end: int
+    ) -> None:
+        stats = self.stats
+        stats.tcp_packets += 1
+        flags = data[t + 13]
+        doff = (data[t + 12] >> 4) * 4
+        cap = len(data)
+        missing = 0
+        if end > cap:
+            missing = end - cap
+            end = cap
+            stats.truncated += 1
+        payload = data[t + doff : end] if t + doff < end else b""
+        if t + doff > end and missing:
+            missing -= t + doff - end
+        if entry is None:
+            if not payload and not flags & SYN and not missing:
+                return
+            flow = self._new_flow(key, ts, data, t, syn=bool(flags & SYN))
+            side = 0
+        else:
+            flow, side = entry
+            if (
+                flags & SYN
+                and not flags & ACK
+                and flow.streams[side].next_seq is not None
+                and (flow.streams[side].offset > 0 or flow.streams[1 - side].offset > 0)
+            ):
+                # the 4-tuple is reused by a new connection
+                self._log(flow, "reuse", "its address/port pair was reused by a new connection")
+                flow = self._new_flow(key, ts, data, t, syn=True)
+                side = 0
+        flow.last_ts = ts
+        seq = _SEQ.unpack_from(data, t + 4)[0]
+        stream = flow.streams[side]
+        if flags & SYN:
+            stream.syn(seq)
+            if not flags & ACK:
+                flow.builder.set_client(side, "syn")
+            else:
+                flow.builder.set_client(1 - side, "syn")
+            seq = (seq + 1) & 0xFFFFFFFF
+        if payload or missing:
+            builder = flow.builder
+            conn = flow.conn
+            for chunk in stream.segment(seq, payload, missing):
+                if isinstance(chunk, Gap):
+                    events = conn.lose(
+                        side,
+                        ts,
+                        f"{chunk.length:,} bytes missing from the capture at stream offset {chunk.offset:,}",
+                    )
+                else:
+                    events = conn.receive(side, chunk, ts)
+                for ev in events:
+                    builder.apply(ev)
+            if builder.decided:
+                self._log(flow)
+                return
+            if conn.given_up:
+                self._drop(flow)
+                return
+        if flags & RST:
+            self._log(flow, "rst", f"connection reset by the {flow.builder.facts.role(side)}")
+        elif flags & FIN:
+            flow.fin[side] = True
+            facts = flow.builder.facts
+            if facts.end_kind is None:
+                facts.end_kind = "fin"
+                facts.ended = f"connection closed by the {facts.role(side)}"
+            if flow.fin[1 - side]:
+                self._log(flow, "fin", "connection closed by both sides")
+
+    def _new_flow(self, key: bytes, ts: int, data: bytes, t: int, syn: bool) -> _Flow:
+        rev = _reverse(key)
+        n = (len(key) - 4) // 2
+        ports = ((data[t] << 8) | data[t + 1], (data[t + 2] << 8) | data[t + 3])
+        facts = SessionFacts(start_ts=ts, addrs=(key[:n], key[n : 2 * n]), ports=ports)
+        flow = _Flow((key, rev), ts, facts, midstream=not syn)
+        self.flows[key] = (flow, 0)
+        self.flows[rev] = (flow, 1)
+        self.active[id(flow)] = flow
+        self.stats.flows += 1
+        return flow
+
+    def _closed_decided(self, key: bytes, flags: int) -> None:
+        rev = _reverse(key)
+        if flags & (RST | SYN) or rev in self.closing:
+            self.flows.pop(key, None)
+            self.flows.pop(rev, None)
+            self.closing.discard(rev)
+            self.closing.discard(key)
+        else:
+            self.closing.add(key)
+
+    def _drop(self, flow: _Flow) -> None:
+        """Not TLS: forget it, and skip its later packets."""
+        self.active.pop(id(flow), None)
+        for k in flow.keys:
+            self.flows[k] = _DONE
+
+    def _sweep(self, now: int) -> None:
+        for flow in list(self.active.values()):
+            if now - flow.last_ts > IDLE_TIMEOUT_NS:
+                self._log(flow, "idle", f"idle for more than {IDLE_TIMEOUT_NS // 10**9} s")
+
+    # -- logging a session -----------------------------------------------------------------
+
+    def _log(self, flow: _Flow, end_kind: str | None = None, ended: str = "") -> None:
+        self.active.pop(id(flow), None)
+        for k in flow.keys:
+            if self.flows.get(k, (None,))[0] is flow:  # type: ignore[index]
+                self.flows[k] = _DONE
+        builder = flow.builder
+        facts = builder.facts
+        if end_kind is not None and not builder.decided:
+            for side in (0, 1):
+                for chunk in flow.streams[side].flush():
+                    if isinstance(chunk, Gap):
+                        evs = flow.conn.lose(
+                            side,
+                            flow.last_ts,
+                            f"{chunk.length:,} bytes missing from the capture at stream offset {chunk.offset:,}",
+                        )
+                    else:
+                        evs = flow.conn.receive(side, chunk, flow.last_ts)
+                    for ev in evs:
+                        builder.apply(ev)
+        if not facts.tls_seen:
+            return  # not a TLS connection
+        if facts.client_side is None:
+            builder.set_client(0 if facts.ports[0] >= facts.ports[1] else 1, "port")
+        if end_kind is not None and (facts.end_kind is None or end_kind == "rst"):
+            facts.end_kind, facts.ended = end_kind, ended
+        facts.end_ts = max(facts.end_ts, flow.last_ts)
+        origin = self._origin(facts)
+        decision = classify(facts, origin)
+        c, s = facts.client_side, 1 - facts.client_side  # type: ignore[operator]
+        client = (format_addr(facts.addrs[c]), facts.ports[c])  # type: ignore[index]
+        server = (format_addr(facts.addrs[s]), facts.ports[s])
+        self._index += 1
+        record = SessionRecord(self._index, facts, decision, client, server, origin)
+        self._remember(record)
+        self.stats.sessions += 1
+        self._ready.append(record)
+
+    def _origin(self, f: SessionFacts) -> Origin | None:
+        ch, sh = f.client_hello, f.server_hello
+        if ch is None or sh is None:
+            return None
+        found = None
+        if ch.session_ticket:
+            found = self._resumable.get(b"tk:" + ch.session_ticket)
+        if found is None and ch.session_id and ch.session_id == sh.session_id:
+            found = self._resumable.get(b"id:" + ch.session_id)
+        return found
+
+    def _remember(self, r: SessionRecord) -> None:
+        f = r.facts
+        if r.decision.verdict not in (
+            Verdict.MUTUAL,
+            Verdict.ONE_WAY,
+            Verdict.CERT_REQUESTED_NOT_SENT,
+        ):
+            return
+        subject = None
+        if f.client_certs:
+            subject = cert_info(f.client_certs[0]).subject
+        origin = Origin(
+            r.decision.verdict, f"{r.client[0]}:{r.client[1]}", iso_time(f.start_ts), subject
+        )
+        keys = []
+        if f.server_hello is not None and f.server_hello.session_id:
+            keys.append(b"id:" + f.server_hello.session_id)
+        if f.session_ticket:
+            keys.append(b"tk:" + f.session_ticket)
+        for k in keys:
+            self._resumable[k] = origin
+            self._resumable.move_to_end(k)
+            if len(self._resumable) > MAX_RESUMABLE:
+                self._resumable.popitem(last=False)

@@ -1,0 +1,1 @@
+"""Reports: text table, JSON; all built from the field list in `schema`."""

@@ -1,0 +1,196 @@
+"""The fields of a session in every output: one source for JSON, the table and the README.
+
+`FIELDS` lists (name, JSON type, description); `session_dict()` builds one session's object with
+exactly these keys, in this order. `markdown_table()` renders the README's field table (a test
+checks that the README holds it verbatim).
+"""
+
+from __future__ import annotations
+
+from ..classify import Decision
+from ..pipeline import SessionRecord, iso_time
+from ..tls import registry as reg
+from ..x509 import cert_info, name_from_der
+
+CHAIN_ITEM = (
+    "objects, leaf first: `subject`, `issuer`, `subject_cn`, `issuer_cn`, `serial` (hex), "
+    "`not_before`, `not_after` (ISO 8601), `sha256`, `error` (why it could not be parsed, else null)"
+)
+
+FIELDS: list[tuple[str, str, str]] = [
+    ("index", "integer", "Order in which the session was logged (1-based)."),
+    ("start_time", "string", "Time of the connection's first packet, ISO 8601 UTC."),
+    ("end_time", "string", "Time of the last packet the session's facts come from."),
+    ("client_ip", "string", "Client address (IPv4 or IPv6 text)."),
+    ("client_port", "integer", "Client TCP port."),
+    ("server_ip", "string", "Server address."),
+    ("server_port", "integer", "Server TCP port."),
+    (
+        "roles_from",
+        "string",
+        "How client and server were told apart: `syn`, `client_hello`, `server_hello` or `port` (a guess).",
+    ),
+    (
+        "starttls",
+        "string|null",
+        "Plaintext protocol that upgraded to TLS on this connection (`smtp`, `imap`, `pop3`, `ftp`, `xmpp`, `ldap`, `postgresql`, `mysql`, `unknown`), null for TLS from the first byte.",
+    ),
+    ("sni", "string|null", "Server name the client asked for (server_name extension)."),
+    ("alpn", "array", "Protocols the client offered with ALPN."),
+    (
+        "tls_version",
+        "string|null",
+        "Negotiated version, e.g. `TLS 1.2`, `TLS 1.3`; null when no ServerHello was seen.",
+    ),
+    ("client_version", "string|null", "Highest version the client offered."),
+    ("cipher_suite", "string|null", "Negotiated cipher suite (IANA name as Wireshark prints it)."),
+    (
+        "verdict",
+        "string",
+        "`mutual`, `one-way`, `cert-requested-not-sent`, `failed`, `incomplete`, `encrypted` or `resumed`.",
+    ),
+    (
+        "basis",
+        "string",
+        "How the verdict was reached: `observed` (plaintext handshake), `decrypted` or `inferred`.",
+    ),
+    ("reason", "string", "One line explaining the verdict."),
+    ("cert_requested", "boolean", "The server sent a CertificateRequest."),
+    (
+        "requested_ca_names",
+        "array",
+        "Distinguished names of the CAs the server said it accepts (CertificateRequest), as text.",
+    ),
+    (
+        "client_cert_sent",
+        "boolean|null",
+        "The client answered with a non-empty certificate chain; null when it sent no Certificate message.",
+    ),
+    ("client_cert_verify", "boolean", "The client sent CertificateVerify."),
+    ("client_chain", "array", "Certificates the client sent: " + CHAIN_ITEM + "."),
+    ("server_chain", "array", "Certificates the server sent: " + CHAIN_ITEM + "."),
+    (
+        "alerts",
+        "array",
+        "Alerts in order: `sender`, `level`, `description` (RFC name), `encrypted` (true when only the record was visible).",
+    ),
+    (
+        "resumed_from",
+        "object|null",
+        "For a resumed session whose full handshake is in the capture: `verdict`, `client`, `start_time`, `client_subject`.",
+    ),
+    (
+        "handshake",
+        "array",
+        "Handshake messages, ChangeCipherSpec, alerts and the first encrypted records in order, as `client:name` / `server:name`.",
+    ),
+    (
+        "complete",
+        "boolean",
+        "The capture holds the whole handshake (false for `incomplete`, and when bytes were missing).",
+    ),
+    (
+        "ended",
+        "string|null",
+        "How the connection ended, if it did before the verdict: `connection reset by the server`, ...",
+    ),
+    (
+        "anomalies",
+        "array",
+        "Problems met while dissecting this session: missing bytes, malformed messages.",
+    ),
+]
+
+_STARTTLS = (
+    (b"\x00\x00\x00\x08\x04\xd2\x16\x2f", "postgresql"),
+    (b"STARTTLS", None),  # disambiguated below
+    (b"STLS", "pop3"),
+    (b"AUTH TLS", "ftp"),
+    (b"AUTH SSL", "ftp"),
+    (b"<starttls", "xmpp"),
+    (b"1.3.6.1.4.1.1466.20037", "ldap"),
+)
+
+
+def starttls_protocol(preamble: dict[str, bytes]) -> str | None:
+    """Name the plaintext protocol whose upgrade to TLS the preamble bytes show."""
+    if not preamble:
+        return None
+    client = preamble.get("client", b"")
+    server = preamble.get("server", b"")
+    both = client + b"\n" + server
+    for needle, name in _STARTTLS:
+        if needle in both:
+            if name:
+                return name
+            if server.startswith(b"220") or b"EHLO" in client.upper() or b"HELO" in client.upper():
+                return "smtp"
+            if server.startswith(b"* OK") or b" CAPABILITY" in both:
+                return "imap"
+            return "starttls"
+    if len(server) > 5 and server[4] == 0 and server[3] == 0 and server[5] == 10:
+        return "mysql"  # MySQL greeting: 3-byte length, sequence 0, protocol 10
+    if len(client) > 4 and client[3] == 1 and len(server) > 4 and server[3] == 0:
+        return "mysql"
+    return "unknown"
+
+
+def chain(ders: tuple[bytes, ...] | None) -> list[dict[str, object]]:
+    return [cert_info(d).to_dict() for d in ders or ()]
+
+
+def version_name(v: int) -> str | None:
+    return reg.name_of("version", v) if v else None
+
+
+def session_dict(r: SessionRecord) -> dict[str, object]:
+    f = r.facts
+    d: Decision = r.decision
+    ch, sh = f.client_hello, f.server_hello
+    cr = f.cert_request
+    anomalies = [f"{role}'s stream lost: {why}" for role, why in f.lost.items()] + f.malformed
+    origin = r.origin
+    return {
+        "index": r.index,
+        "start_time": iso_time(f.start_ts),
+        "end_time": iso_time(f.end_ts or f.start_ts),
+        "client_ip": r.client[0],
+        "client_port": r.client[1],
+        "server_ip": r.server[0],
+        "server_port": r.server[1],
+        "roles_from": f.roles_from,
+        "starttls": starttls_protocol(f.preamble),
+        "sni": ch.server_name if ch else None,
+        "alpn": list(ch.alpn) if ch else [],
+        "tls_version": version_name(sh.selected_version) if sh else None,
+        "client_version": version_name(ch.max_version) if ch else None,
+        "cipher_suite": reg.name_of("cipher", sh.cipher_suite) if sh else None,
+        "verdict": d.verdict.value,
+        "basis": d.basis.value,
+        "reason": d.reason,
+        "cert_requested": cr is not None,
+        "requested_ca_names": [name_from_der(n) for n in cr.ca_names] if cr else [],
+        "client_cert_sent": None if f.client_certs is None else bool(f.client_certs),
+        "client_cert_verify": f.client_cert_verify is not None,
+        "client_chain": chain(f.client_certs),
+        "server_chain": chain(f.server_certs),
+        "alerts": [a.to_dict() for a in f.alerts],
+        "resumed_from": None
+        if origin is None
+        else {
+            "verdict": origin.verdict.value,
+            "client": origin.client,
+            "start_time": origin.start,
+            "client_subject": origin.client_subject,
+        },
+        "handshake": [f"{role}:{name}" for role, name in f.history],
+        "complete": d.verdict.value != "incomplete" and not f.lost,
+        "ended": f.ended,
+        "anomalies": anomalies,
+    }
+
+
+def markdown_table() -> str:
+    lines = ["| field | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{n}` | {t} | {doc} |" for n, t, doc in FIELDS]
+    return "\n".join(lines)

@@ -1,0 +1,258 @@
+"""Folds one connection's TLS events into the facts of a session (Zeek's Info record).
+
+The builder only records what was seen, per direction; which direction is the client is settled
+by the TCP SYN when the capture has it, else by who sent the ClientHello. `decided` tells the
+pipeline that nothing later in the connection can change the verdict, so the flow's payload can
+be forgotten. The verdict itself is made by `classify`, from these facts, at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .tls import messages as m
+from .tls import registry as reg
+from .tls.connection import MessageMalformed, MessageSeen, StreamLost, TlsEvent, TlsStarted
+
+MAX_HISTORY = 64  # messages kept per session for the report
+MAX_ENCRYPTED = 16  # encrypted records whose sizes are kept per direction (evidence)
+
+
+@dataclass(slots=True)
+class AlertSeen:
+    sender: str  # "client" | "server"
+    ts: int
+    level: int | None  # None when the alert was encrypted
+    description: int | None
+    after: str  # the last handshake message the sender's peer had sent, for diagnosis
+
+    @property
+    def fatal(self) -> bool:
+        return self.level == 2
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "sender": self.sender,
+            "level": reg.name_of("alert_level", self.level) if self.level else None,
+            "description": reg.name_of("alert", self.description)
+            if self.description is not None
+            else None,
+            "encrypted": self.level is None,
+        }
+
+
+@dataclass(slots=True)
+class SessionFacts:
+    """What was seen in one TLS connection. Lists are per role where the role matters."""
+
+    start_ts: int
+    addrs: tuple[bytes, bytes]  # (side 0 address, side 1 address)
+    ports: tuple[int, int]
+    client_side: int | None = None
+    roles_from: str = ""  # "syn", "client_hello", "server_hello", "port"
+    end_ts: int = 0
+    preamble: dict[str, bytes] = field(default_factory=dict)  # role -> first preamble bytes
+    client_hello: m.ClientHello | None = None
+    client_hellos: int = 0
+    server_hello: m.ServerHello | None = None
+    retry_request: bool = False
+    server_certs: tuple[bytes, ...] | None = None
+    client_certs: tuple[bytes, ...] | None = None
+    cert_request: m.CertificateRequest | None = None
+    server_key_exchange: bool = False
+    server_hello_done: bool = False
+    client_key_exchange: bool = False
+    client_cert_verify: m.CertificateVerify | None = None
+    session_ticket: bytes | None = None  # NewSessionTicket issued in plaintext (TLS 1.2)
+    ccs: dict[str, int] = field(default_factory=dict)  # role -> ts of its ChangeCipherSpec
+    finished: dict[str, int] = field(default_factory=dict)  # role -> ts of its (encrypted) Finished
+    app_data: dict[str, int] = field(default_factory=dict)  # role -> count of encrypted records
+    encrypted_sizes: dict[str, list[int]] = field(default_factory=dict)
+    alerts: list[AlertSeen] = field(default_factory=list)
+    history: list[tuple[str, str]] = field(default_factory=list)  # (role, message name)
+    end_kind: str | None = None  # "fin", "rst", "eof", "idle", "reuse"; None while open
+    ended: str | None = None  # how it ended, in words: "connection reset by the server"
+    lost: dict[str, str] = field(default_factory=dict)  # role -> why its stream was lost
+    malformed: list[str] = field(default_factory=list)
+    tls_seen: bool = False
+    last_message: dict[str, str] = field(default_factory=dict)  # role -> last message name
+    client_flight_index: int = -1  # TLS 1.3: index in encrypted_sizes of the client's 2nd flight
+    server_after_client: int = 0  # TLS 1.3: server records after the client's second flight
+
+    def role(self, side: int) -> str:
+        if self.client_side is None:
+            return f"side{side}"
+        return "client" if side == self.client_side else "server"
+
+    @property
+    def version(self) -> int:
+        sh = self.server_hello
+        return sh.selected_version if sh else 0
+
+    @property
+    def tls13(self) -> bool:
+        return self.version == 0x0304
+
+    @property
+    def handshake_done(self) -> bool:
+        """Both sides have finished the handshake (as far as an observer without keys can tell)."""
+        if self.tls13:
+            return "client" in self.finished and self.server_after_client > 0
+        return "client" in self.finished and "server" in self.finished
+
+    @property
+    def fatal_alert(self) -> AlertSeen | None:
+        for a in self.alerts:
+            if a.fatal:
+                return a
+        return None
+
+
+class SessionBuilder:
+    __slots__ = ("facts", "_pending")
+
+    def __init__(self, facts: SessionFacts) -> None:
+        self.facts = facts
+        self._pending: list[TlsEvent] = []  # events seen before the roles were known
+
+    @property
+    def decided(self) -> bool:
+        f = self.facts
+        return f.handshake_done or f.fatal_alert is not None
+
+    def set_client(self, side: int, how: str) -> None:
+        f = self.facts
+        if f.client_side is None:
+            f.client_side = side
+            f.roles_from = how
+            pending, self._pending = self._pending, []
+            for ev in pending:
+                self.apply(ev)
+
+    def apply(self, ev: TlsEvent) -> None:
+        f = self.facts
+        if f.client_side is None:
+            if isinstance(ev, MessageSeen) and isinstance(ev.msg, m.ClientHello):
+                self.set_client(ev.side, "client_hello")
+            elif isinstance(ev, MessageSeen) and isinstance(ev.msg, m.ServerHello):
+                self.set_client(1 - ev.side, "server_hello")
+            else:
+                if len(self._pending) < MAX_HISTORY:
+                    self._pending.append(ev)
+                return
+        role = f.role(ev.side)
+        f.end_ts = max(f.end_ts, ev.ts)
+        if isinstance(ev, MessageSeen):
+            self._message(role, ev.msg, ev.ts)
+        elif isinstance(ev, TlsStarted):
+            f.tls_seen = True
+            if ev.preamble_len:
+                f.preamble[role] = ev.preamble
+        elif isinstance(ev, MessageMalformed):
+            name = reg.name_of("handshake", ev.msg_type) if ev.msg_type >= 0 else "alert"
+            f.malformed.append(f"{role} {name}: {ev.reason}")
+        elif isinstance(ev, StreamLost):
+            f.lost.setdefault(role, ev.reason)
+
+    def _encrypted(self, role: str, msg: m.EncryptedRecord, ts: int) -> None:
+        f = self.facts
+        ct = msg.content_type
+        if f.server_hello is not None:
+            sizes = f.encrypted_sizes.setdefault(role, [])
+            if len(sizes) < MAX_ENCRYPTED:
+                sizes.append(msg.length)
+        if ct == reg.ALERT:  # TLS <= 1.2 after ChangeCipherSpec
+            peer = "server" if role == "client" else "client"
+            f.alerts.append(AlertSeen(role, ts, None, None, f.last_message.get(peer, "")))
+            self._note(role, "encrypted_alert")
+            return
+        if ct == reg.HANDSHAKE:  # TLS <= 1.2 after ChangeCipherSpec: Finished, then renegotiation
+            f.finished.setdefault(role, ts)
+            self._note(role, "encrypted_handshake")
+            return
+        n = f.app_data.get(role, 0)
+        f.app_data[role] = n + 1
+        if f.server_hello is None:
+            if n == 0:
+                self._note(
+                    role, "early_data" if role == "client" and f.client_hello else "encrypted_data"
+                )
+            return
+        if f.tls13:
+            # The first encrypted record a TLS 1.3 client sends after the ServerHello starts its
+            # second flight (Certificate, CertificateVerify, Finished); the server's records after
+            # that show the handshake went on.
+            if role == "client" and "client" not in f.finished:
+                f.finished["client"] = ts
+                f.client_flight_index = len(f.encrypted_sizes.get("client", ())) - 1
+                self._note(role, "encrypted_handshake")
+            elif role == "server" and "client" in f.finished:
+                f.server_after_client += 1
+                if f.server_after_client <= 2:
+                    self._note(role, "encrypted_data")
+            elif role == "server" and n == 0:
+                self._note(role, "encrypted_handshake")
+            elif n < 3:
+                self._note(role, "encrypted_data")
+            return
+        if role in f.ccs:
+            f.finished.setdefault(role, ts)
+        if n < 2:
+            self._note(role, "application_data")
+
+    def _note(self, role: str, name: str) -> None:
+        f = self.facts
+        f.last_message[role] = name
+        h = f.history
+        if len(h) < MAX_HISTORY:
+            h.append((role, name))
+
+    def _message(self, role: str, msg: object, ts: int) -> None:
+        f = self.facts
+        f.tls_seen = True
+        if isinstance(msg, m.EncryptedRecord):
+            self._encrypted(role, msg, ts)
+            return
+        if isinstance(msg, m.Alert):
+            peer_last = f.last_message.get("server" if role == "client" else "client", "")
+            f.alerts.append(AlertSeen(role, ts, msg.level, msg.description, peer_last))
+            self._note(role, f"alert:{msg.name}")
+            return
+        if isinstance(msg, m.ChangeCipherSpec):
+            f.ccs.setdefault(role, ts)
+            self._note(role, "change_cipher_spec")
+            return
+        name = reg.name_of("handshake", msg.msg_type)  # type: ignore[attr-defined]
+        if isinstance(msg, m.ClientHello):
+            f.client_hellos += 1
+            if f.client_hello is None or f.retry_request:
+                f.client_hello = msg
+        elif isinstance(msg, m.ServerHello):
+            if msg.retry_request:
+                f.retry_request = True
+                name = "hello_retry_request"
+            else:
+                f.server_hello = msg
+        elif isinstance(msg, m.Certificate):
+            if role == "server":
+                f.server_certs = msg.entries
+            else:
+                f.client_certs = msg.entries
+        elif isinstance(msg, m.CertificateRequest):
+            f.cert_request = msg
+        elif isinstance(msg, m.CertificateVerify):
+            if role == "client":
+                f.client_cert_verify = msg
+        elif isinstance(msg, m.Finished):
+            f.finished.setdefault(role, ts)  # readable only with a NULL cipher (or decrypted)
+        elif isinstance(msg, m.NewSessionTicket):
+            f.session_ticket = msg.ticket
+        elif isinstance(msg, m.OtherHandshake):
+            t = msg.msg_type
+            if t == reg.SERVER_KEY_EXCHANGE:
+                f.server_key_exchange = True
+            elif t == reg.SERVER_HELLO_DONE:
+                f.server_hello_done = True
+            elif t == reg.CLIENT_KEY_EXCHANGE:
+                f.client_key_exchange = True
+        self._note(role, name)
