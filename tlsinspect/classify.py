@@ -39,9 +39,27 @@ def _alert_text(a: AlertSeen) -> str:
     )
 
 
+_SHOWN = {
+    "encrypted_handshake": "Finished",  # the first encrypted handshake message after CCS
+    "encrypted_data": "encrypted records",
+    "application_data": "application data",
+    "change_cipher_spec": "ChangeCipherSpec",
+    "hello_retry_request": "HelloRetryRequest",
+}
+
+
+def shown(name: str) -> str:
+    """A history name as people write it: client_hello -> ClientHello."""
+    if name in _SHOWN:
+        return _SHOWN[name]
+    if name.startswith("alert:"):
+        return f"{name[6:]} alert"
+    return "".join(w.capitalize() for w in name.split("_"))
+
+
 def _after(a: AlertSeen) -> str:
     peer = "client" if a.sender == "server" else "server"
-    return f" after the {peer}'s {a.after.replace('_', ' ')}" if a.after else ""
+    return f" after the {peer}'s {shown(a.after)}" if a.after else ""
 
 
 def _end_text(f: SessionFacts) -> str:
@@ -60,6 +78,8 @@ def _abort(f: SessionFacts, stage: str) -> Decision | None:
     alert = f.fatal_alert
     if alert is not None:
         return Decision(Verdict.FAILED, Basis.OBSERVED, f"{_alert_text(alert)}{_after(alert)}")
+    if f.lost:
+        return None  # what happened in the missing bytes is unknown: incomplete, not failed
     if f.end_kind in ("fin", "rst"):
         return Decision(Verdict.FAILED, Basis.OBSERVED, f"{f.ended} {stage}")
     return None
@@ -74,6 +94,8 @@ def _incomplete(f: SessionFacts, what: str) -> Decision:
 def classify(f: SessionFacts, origin: Origin | None = None) -> Decision:
     ch, sh = f.client_hello, f.server_hello
     if ch is None and sh is None:
+        if f.lost:
+            return _incomplete(f, "no handshake message could be read")
         return Decision(
             Verdict.INCOMPLETE,
             Basis.OBSERVED,
@@ -177,10 +199,16 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
         if cc:
             alert = f.fatal_alert
             if alert is not None:
+                refused = (
+                    "the server refused the client certificate: "
+                    if alert.sender == "server" and alert.description in reg.CERTIFICATE_ALERTS
+                    else ""
+                )
                 return Decision(
                     Verdict.FAILED,
                     Basis.OBSERVED,
-                    f"client sent a {len(cc)}-certificate chain; {_alert_text(alert)}{_after(alert)}",
+                    f"{refused}client sent a {len(cc)}-certificate chain; "
+                    f"{_alert_text(alert)}{_after(alert)}",
                 )
             if done:
                 if f.client_cert_verify is None:

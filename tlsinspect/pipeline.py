@@ -299,10 +299,10 @@ class Analyzer:
                         evs = flow.conn.receive(side, chunk, flow.last_ts)
                     for ev in evs:
                         builder.apply(ev)
+        if facts.client_side is None:  # no SYN, no hello: the ephemeral (higher) port is the client
+            builder.set_client(0 if facts.ports[0] >= facts.ports[1] else 1, "port")
         if not facts.tls_seen:
             return  # not a TLS connection
-        if facts.client_side is None:
-            builder.set_client(0 if facts.ports[0] >= facts.ports[1] else 1, "port")
         if end_kind is not None and (facts.end_kind is None or end_kind == "rst"):
             facts.end_kind, facts.ended = end_kind, ended
         facts.end_ts = max(facts.end_ts, flow.last_ts)

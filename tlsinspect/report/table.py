@@ -29,6 +29,13 @@ def _cert_cell(chain: list[dict[str, object]]) -> str:
     return f"{subject}\n  by {issuer}"
 
 
+def _short_cipher(name: object) -> str:
+    """TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 -> ECDHE_RSA_WITH_AES_256_GCM_SHA384."""
+    if not name:
+        return "-"
+    return str(name).removeprefix("TLS_")
+
+
 def _endpoint(ip: object, port: object) -> str:
     ip = str(ip)
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
@@ -42,13 +49,16 @@ def render(
     chains: dict[tuple[str, ...], tuple[list[dict[str, object]], list[str]]] = {}
     totals: Counter[str] = Counter()
     sessions = list(sessions)
+    days = {str(s["start_time"])[:10] for s in sessions}
+    one_day = len(days) == 1
     for s in sessions:
         idx = s["index"]
         verdict = str(s["verdict"])
         if s.get("basis") not in (None, "observed"):
             verdict += f" ({s['basis']})"
         totals[str(s["verdict"])] += 1
-        start = str(s["start_time"]).replace("T", " ").rstrip("Z")[:23]
+        start = str(s["start_time"]).rstrip("Z")[:23]
+        start = start[11:] if one_day else start.replace("T", " ")
         proto = f" ({s['starttls']})" if s.get("starttls") else ""
         rows.append(
             [
@@ -56,8 +66,7 @@ def render(
                 start,
                 f"{_endpoint(s['client_ip'], s['client_port'])}\n-> {_endpoint(s['server_ip'], s['server_port'])}{proto}",
                 s.get("sni") or "-",
-                s.get("tls_version") or "-",
-                s.get("cipher_suite") or "-",
+                f"{s.get('tls_version') or '-'}\n{_short_cipher(s.get('cipher_suite'))}",
                 verdict,
                 _cert_cell(s["client_chain"]),  # type: ignore[arg-type]
                 _cert_cell(s["server_chain"]),  # type: ignore[arg-type]
@@ -80,11 +89,10 @@ def render(
             rows,
             headers=[
                 "#",
-                "start (UTC)",
+                f"start (UTC, {days.pop()})" if one_day else "start (UTC)",
                 "client -> server",
                 "SNI",
-                "version",
-                "cipher",
+                "version\ncipher",
                 "verdict",
                 "client certificate",
                 "server certificate",

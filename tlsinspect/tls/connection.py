@@ -106,7 +106,9 @@ class TlsConnection:
             st.started = True
             rl = st.records
             self.sides[1 - side].records.accept_alert = True
-            events.append(TlsStarted(side, ts, rl.preamble, rl.start or 0, rl.midstream))
+            joined = rl.joined_midstream
+            st.encrypted = joined  # joined after the handshake: every record is protected
+            events.append(TlsStarted(side, ts, rl.preamble, rl.start or 0, joined))
         for content_type, _version, payload in records:
             self._record(side, st, content_type, payload, ts, events)
         return events
@@ -140,12 +142,10 @@ class TlsConnection:
             if self.version and not self.tls13:
                 st.encrypted = True
         elif ct == reg.ALERT:
-            if len(payload) % 2 or not payload:
-                events.append(
-                    MessageMalformed(side, ts, -1, f"alert record of {len(payload)} bytes")
-                )
-            for i in range(0, len(payload) - 1, 2):
-                events.append(MessageSeen(side, ts, m.Alert(payload[i], payload[i + 1])))
+            if len(payload) == 2:
+                events.append(MessageSeen(side, ts, m.Alert(payload[0], payload[1])))
+            else:  # a plaintext alert is 2 bytes; anything else was encrypted (as Wireshark reads it)
+                events.append(MessageSeen(side, ts, m.EncryptedRecord(ct, len(payload))))
         elif ct == SSLV2_HELLO:
             try:
                 events.append(MessageSeen(side, ts, m.parse_sslv2_client_hello(payload)))

@@ -50,7 +50,16 @@ def _plain_header(buf: bytearray, i: int) -> bool:
 class RecordLayer:
     """One direction's record layer. `state` is SCANNING, RECORDS or DONE."""
 
-    __slots__ = ("buf", "state", "offset", "start", "preamble", "accept_alert", "midstream")
+    __slots__ = (
+        "buf",
+        "state",
+        "offset",
+        "start",
+        "preamble",
+        "accept_alert",
+        "midstream",
+        "joined_midstream",
+    )
 
     def __init__(self, midstream: bool = False) -> None:
         self.buf = bytearray()
@@ -60,6 +69,7 @@ class RecordLayer:
         self.preamble = b""  # the first PREAMBLE_KEEP bytes before TLS
         self.accept_alert = False  # the peer has started TLS: an alert may answer it
         self.midstream = midstream  # the capture has no start of this stream
+        self.joined_midstream = False  # TLS was found by its protected records, not a hello
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
         if self.state == DONE:
@@ -112,7 +122,8 @@ class RecordLayer:
             nxt = 5 + ((buf[3] << 8) | buf[4])
             if len(buf) < nxt + 5:
                 return None
-            return _plain_header(buf, nxt)
+            self.joined_midstream = _plain_header(buf, nxt)
+            return self.joined_midstream
         return False
 
     def _drop_preamble(self, upto: int) -> None:

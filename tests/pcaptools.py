@@ -1,0 +1,101 @@
+"""Derive damaged or rearranged captures from real recorded ones, for end-to-end tests.
+
+The packets stay the real ones recorded from real TLS stacks; only their presence, order or
+length changes, the way a lossy tap, a busy capture host or a late start would change them.
+"""
+
+from __future__ import annotations
+
+import struct
+from pathlib import Path
+
+from tlsinspect.capture import open_capture
+from tlsinspect.net.link import locate_tcp
+
+Packet = tuple[int, int, bytes, int, int]
+
+
+def read(path: Path) -> list[Packet]:
+    with open_capture(path) as src:
+        return list(src)
+
+
+def write(path: Path, packets: list[Packet], snaplen: int = 262144) -> Path:
+    """Classic pcap, nanosecond resolution; all packets must share one link type."""
+    linktypes = {p[1] for p in packets}
+    assert len(linktypes) == 1, linktypes
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B23C4D, 2, 4, 0, 0, snaplen, linktypes.pop()))
+        for ts, _lt, data, orig_len, _ in packets:
+            f.write(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(data), orig_len))
+            f.write(data)
+    return path
+
+
+def tcp_info(p: Packet) -> tuple[int, int, int, int] | None:
+    """(source port, destination port, flags, payload length) of a TCP packet."""
+    loc = locate_tcp(p[1], p[2])
+    if loc is None:
+        return None
+    _, _, t, end = loc
+    data = p[2]
+    doff = (data[t + 12] >> 4) * 4
+    return (
+        int.from_bytes(data[t : t + 2], "big"),
+        int.from_bytes(data[t + 2 : t + 4], "big"),
+        data[t + 13],
+        end - t - doff,
+    )
+
+
+def connection(packets: list[Packet], server_port: int) -> list[int]:
+    """Indexes of the packets of the connection(s) to `server_port`."""
+    out = []
+    for i, p in enumerate(packets):
+        info = tcp_info(p)
+        if info and server_port in info[:2]:
+            out.append(i)
+    return out
+
+
+def data_packets(packets: list[Packet], idx: list[int], from_port: int | None = None) -> list[int]:
+    """Of the given indexes, those carrying payload (optionally only those sent from a port)."""
+    out = []
+    for i in idx:
+        info = tcp_info(packets[i])
+        if info and info[3] > 0 and (from_port is None or info[0] == from_port):
+            out.append(i)
+    return out
+
+
+def split(p: Packet, at: int) -> tuple[Packet, Packet]:
+    """Cut a TCP segment's payload in two segments at payload offset `at` (a re-segmentation)."""
+    ts, lt, data, _orig, iface = p
+    loc = locate_tcp(lt, data)
+    assert loc is not None
+    _, _, t, end = loc
+    doff = (data[t + 12] >> 4) * 4
+    payload = data[t + doff : end]
+    assert 0 < at < len(payload)
+    ip = _ip_start(data, t)
+    seq = int.from_bytes(data[t + 4 : t + 8], "big")
+
+    def make(part: bytes, seq_: int) -> Packet:
+        head = bytearray(data[: t + doff])
+        head[t + 4 : t + 8] = seq_.to_bytes(4, "big")
+        if head[ip] >> 4 == 4:
+            head[ip + 2 : ip + 4] = (t - ip + doff + len(part)).to_bytes(2, "big")
+        else:
+            head[ip + 4 : ip + 6] = (t - ip - 40 + doff + len(part)).to_bytes(2, "big")
+        frame = bytes(head) + part
+        return (ts, lt, frame, len(frame), iface)
+
+    return make(payload[:at], seq), make(payload[at:], (seq + at) & 0xFFFFFFFF)
+
+
+def _ip_start(data: bytes, t: int) -> int:
+    """Offset of the IP header just before the TCP header at t (IPv4 without options, or IPv6)."""
+    if t >= 20 and data[t - 20] == 0x45:
+        return t - 20
+    assert data[t - 40] >> 4 == 6, "only IPv4 without options or plain IPv6"
+    return t - 40
