@@ -2,7 +2,6 @@
 
 import pytest
 
-from tlsinspect.errors import DecodeError
 from tlsinspect.tls.records import DONE, MAX_RECORD, RECORDS, SCAN_LIMIT, SSLV2_HELLO, RecordLayer
 
 
@@ -56,19 +55,19 @@ def test_gives_up_after_the_scan_limit():
     assert rl.state == DONE
 
 
-def test_record_too_long_is_a_decode_error():
+def test_record_too_long_ends_the_layer():
     rl = RecordLayer()
     rl.feed(record(22, hello()))
-    with pytest.raises(DecodeError, match="exceeds"):
-        rl.feed(b"\x17\x03\x03" + (MAX_RECORD + 1).to_bytes(2, "big"))
-    assert rl.state == DONE
+    assert rl.feed(b"\x17\x03\x03" + (MAX_RECORD + 1).to_bytes(2, "big")) == []
+    assert rl.state == DONE and "exceeds" in rl.error
 
 
-def test_garbage_after_tls_is_a_decode_error():
+def test_garbage_after_tls_keeps_the_records_before_it():
     rl = RecordLayer()
-    rl.feed(record(22, hello()))
-    with pytest.raises(DecodeError, match="not a TLS record"):
-        rl.feed(b"HTTP/1.1 200 OK\r\n")
+    out = rl.feed(record(22, hello()) + record(23, b"x" * 10) + b"HTTP/1.1 200 OK\r\n")
+    assert [ct for ct, _, _ in out] == [22, 23]
+    assert rl.state == DONE and "not a TLS record at stream offset 84" in rl.error
+    assert rl.feed(record(23, b"more")) == []
 
 
 def test_sslv2_compatible_client_hello():

@@ -97,10 +97,7 @@ class TlsConnection:
 
     def receive(self, side: int, data: bytes, ts: int) -> list[TlsEvent]:
         st = self.sides[side]
-        try:
-            records = st.records.feed(data)
-        except DecodeError as exc:
-            return [StreamLost(side, ts, str(exc))]
+        records = st.records.feed(data)
         events: list[TlsEvent] = []
         if not st.started and st.records.state == RECORDS:
             st.started = True
@@ -111,6 +108,9 @@ class TlsConnection:
             events.append(TlsStarted(side, ts, rl.preamble, rl.start or 0, joined))
         for content_type, _version, payload in records:
             self._record(side, st, content_type, payload, ts, events)
+        if st.records.error is not None:
+            events.append(StreamLost(side, ts, st.records.error))
+            st.records.error = None
         return events
 
     def lose(self, side: int, ts: int, reason: str) -> list[TlsEvent]:

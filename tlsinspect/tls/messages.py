@@ -285,8 +285,14 @@ def _has_sig_algs(body: bytes, pos: int) -> bool:
 
 
 def parse_certificate_verify(body: bytes, version: int) -> CertificateVerify:
+    """TLS 1.2 and 1.3 put a signature scheme before the signature, older versions do not.
+    When the version is unknown (the ServerHello was not seen), the lengths tell."""
     r = Reader(body, "CertificateVerify")
-    scheme = r.u16("algorithm") if version >= 0x0303 else None
+    if version:
+        has_scheme = version >= 0x0303
+    else:
+        has_scheme = len(body) >= 4 and int.from_bytes(body[2:4], "big") == len(body) - 4
+    scheme = r.u16("algorithm") if has_scheme else None
     sig = r.vec16("signature")
     r.expect_end()
     return CertificateVerify(scheme, len(sig))

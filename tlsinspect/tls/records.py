@@ -1,7 +1,8 @@
 """TLS record layer for one direction of a byte stream: finds where TLS starts, then cuts records.
 
 Sans-IO: `feed(data)` takes stream bytes in order and returns the complete records found so far,
-as `(content_type, version, payload)` tuples. Until TLS is found the layer scans: a handshake
+as `(content_type, version, payload)` tuples. Bytes that cannot be a record header end the
+layer: the records before them are returned, `error` says why, and `state` becomes DONE. Until TLS is found the layer scans: a handshake
 record holding a ClientHello or ServerHello anywhere in the first `SCAN_LIMIT` bytes (so a
 plaintext preamble such as SMTP's STARTTLS, PostgreSQL's SSLRequest or MySQL's greeting is
 skipped and kept for the report), an SSLv2-compatible ClientHello at the very start, an alert
@@ -11,7 +12,6 @@ records at the start. Detection is by content, never by port.
 
 from __future__ import annotations
 
-from ..errors import DecodeError
 from . import registry as reg
 
 MAX_RECORD = 2**14 + 2048  # RFC 5246 6.2.3: TLSCiphertext.length limit
@@ -59,6 +59,7 @@ class RecordLayer:
         "accept_alert",
         "midstream",
         "joined_midstream",
+        "error",
     )
 
     def __init__(self, midstream: bool = False) -> None:
@@ -70,6 +71,7 @@ class RecordLayer:
         self.accept_alert = False  # the peer has started TLS: an alert may answer it
         self.midstream = midstream  # the capture has no start of this stream
         self.joined_midstream = False  # TLS was found by its protected records, not a hello
+        self.error: str | None = None  # why the stream stopped being TLS records, if it did
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
         if self.state == DONE:
@@ -156,12 +158,13 @@ class RecordLayer:
                 continue
             length = (buf[pos + 3] << 8) | buf[pos + 4]
             if not _plain_header(buf, pos):
-                at = self.offset + pos
-                self.close()
-                raise DecodeError(
-                    f"not a TLS record at stream offset {at}: header {bytes(buf[pos : pos + 5]).hex()}"
+                self.error = (
+                    f"not a TLS record at stream offset {self.offset + pos}: "
+                    f"header {bytes(buf[pos : pos + 5]).hex()}"
                     + (f" (length {length} exceeds {MAX_RECORD})" if length > MAX_RECORD else "")
                 )
+                self.close()
+                return out  # the records before the bad header still count
             if n - pos < 5 + length:
                 break
             out.append(

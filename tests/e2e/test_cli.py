@@ -1,0 +1,133 @@
+"""The command line as a user runs it: formats, exit codes, bad input without tracebacks."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import OWN, SHARED
+
+DEMO = OWN / "demo.pcapng"
+
+
+def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "tlsinspect", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_table_report_on_the_demo_capture():
+    r = run(DEMO)
+    assert r.returncode == 0, r.stderr
+    truth = json.loads((OWN / "demo.truth.json").read_text())
+    assert f"{len(truth['sessions'])} TLS sessions" in r.stdout
+    assert "Certificate chains (leaf first):" in r.stdout
+    assert "Totals:" in r.stdout
+    for s in truth["sessions"]:
+        for cn in s["client_chain"] or []:
+            if s["tls_version"] == "TLS 1.2":
+                assert cn in r.stdout
+
+
+def test_json_has_the_documented_fields():
+    from tlsinspect.report.schema import FIELDS
+
+    r = run("--format", "json", DEMO)
+    assert r.returncode == 0, r.stderr
+    sessions = json.loads(r.stdout)
+    assert sessions and all(list(s) == [n for n, _, _ in FIELDS] for s in sessions)
+    for s in sessions:
+        for c in s["client_chain"] + s["server_chain"]:
+            assert len(c["sha256"]) == 64 and c["subject"] and c["issuer"]
+
+
+def test_jsonl_is_one_object_per_line():
+    lines = run("--format", "jsonl", DEMO).stdout.splitlines()
+    assert len(lines) == len(json.loads((OWN / "demo.truth.json").read_text())["sessions"])
+    assert all(json.loads(line)["verdict"] for line in lines)
+
+
+def test_gzip_capture_reads_like_the_plain_one(tmp_path):
+    gz = tmp_path / "demo.pcapng.gz"
+    gz.write_bytes(gzip.compress(DEMO.read_bytes()))
+    assert json.loads(run("--format", "json", gz).stdout) == json.loads(
+        run("--format", "json", DEMO).stdout
+    )
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        (b"hello, this is a text file\n", "not a pcap or pcapng capture"),
+        (b"", "empty file"),
+        (b"\xd4\xc3", "capture"),
+    ],
+    ids=["text", "empty", "short"],
+)
+def test_unusable_input_is_one_line_and_exit_2(tmp_path, content, message):
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(content)
+    r = run(bad)
+    assert r.returncode == 2
+    assert r.stdout == ""
+    assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_missing_file_and_directory(tmp_path):
+    for path in (tmp_path / "nope.pcap", tmp_path):
+        r = run(path)
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+        assert "Traceback" not in r.stderr
+
+
+def test_truncated_capture_is_analysed_as_far_as_it_goes(tmp_path):
+    data = (SHARED / "zeek__client-certificate.pcap").read_bytes()
+    cut = tmp_path / "cut.pcap"
+    cut.write_bytes(data[: len(data) // 2 + 7])
+    r = run(cut)
+    assert r.returncode == 0, r.stderr
+    assert "Capture problems:" in r.stdout and "truncated" in r.stdout
+    s = json.loads(run("--format", "json", cut).stdout)
+    assert len(s) == 1 and s[0]["verdict"] == "incomplete"
+    assert "Traceback" not in r.stderr
+
+
+def test_garbage_tls_record_marks_the_session(tmp_path):
+    """A record header overwritten in the server's flight: the session says so, no traceback."""
+    import sys as _sys
+
+    _sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from pcaptools import connection, data_packets, read, write
+
+    packets = read(OWN / "tls12.pcapng")
+    truth = json.loads((OWN / "tls12.truth.json").read_text())["sessions"][0]
+    idx = connection(packets, truth["server_port"])
+    pkts = [packets[i] for i in idx]
+    first = data_packets(pkts, list(range(len(pkts))), from_port=truth["server_port"])[0]
+    ts, lt, frame, orig, iface = pkts[first]
+    from tlsinspect.net.link import locate_tcp
+
+    _, _, t, end = locate_tcp(lt, frame)
+    pos = t + (frame[t + 12] >> 4) * 4
+    headers = []
+    while pos + 5 <= end:  # walk the flight's records to the last record header
+        headers.append(pos)
+        pos += 5 + int.from_bytes(frame[pos + 3 : pos + 5], "big")
+    assert len(headers) >= 3
+    last = headers[-1]
+    broken = frame[:last] + b"\xee" * 5 + frame[last + 5 :]
+    pkts[first] = (ts, lt, broken, orig, iface)
+    path = write(tmp_path / "garbage.pcap", pkts)
+    r = run("--format", "json", path)
+    assert r.returncode == 0 and "Traceback" not in r.stderr
+    (s,) = json.loads(r.stdout)
+    assert s["verdict"] in ("incomplete", "failed")
+    assert s["anomalies"], s
