@@ -216,7 +216,7 @@ def test_close_stops_iteration(tmp_path):
     next(it)
     src.close()
     assert list(it) == []
-    assert src._files[0].closed
+    assert all(f.closed for f in src._files)
 
 
 @pytest.mark.parametrize("chunk", [1, 3, 16, 17, 25, 100, 4096])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from pathlib import Path
 
@@ -24,12 +25,9 @@ def _decode_as(capture: Path) -> list[int]:
     for s in shared_view():
         if s["file"] == capture.name and s.get("decode_as_tls_ports"):
             ports.update(s["decode_as_tls_ports"])
-    if capture.parent.name == "captures":
-        truth = capture.with_suffix(".truth.json")
-        if truth.exists():
-            import json
-
-            ports.update(x["server_port"] for x in json.loads(truth.read_text())["sessions"])
+    truth = capture.with_suffix(".truth.json")
+    if truth.exists():  # a recorded capture: its truth names the server ports
+        ports.update(x["server_port"] for x in json.loads(truth.read_text())["sessions"])
     return sorted(ports)
 
 

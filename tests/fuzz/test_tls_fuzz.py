@@ -1,0 +1,90 @@
+"""Properties of the TLS layer on real recorded handshakes: cutting the byte stream anywhere
+changes no event, and damaged bytes give events, never an exception."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from conftest import OWN, SHARED  # noqa: E402
+from pcaptools import read, tcp_info  # noqa: E402
+
+from tlsinspect.net.link import locate_tcp  # noqa: E402
+from tlsinspect.tls.connection import TlsConnection  # noqa: E402
+
+SOURCES = [OWN / "tls12.pcapng", OWN / "stacks.pcap", SHARED / "zeek__globus-url-copy.pcap"]
+
+
+def flights(path: Path) -> list[list[tuple[int, bytes]]]:
+    """Per TCP connection, its payloads in capture order as (side, bytes)."""
+    conns: dict[frozenset, list[tuple[int, bytes]]] = {}
+    first: dict[frozenset, tuple[int, int]] = {}
+    for p in read(path):
+        info = tcp_info(p)
+        if not info or not info[3]:
+            continue
+        key = frozenset(info[:2])
+        first.setdefault(key, info[:2])
+        _, _, t, end = locate_tcp(p[1], p[2])
+        payload = p[2][t + (p[2][t + 12] >> 4) * 4 : end]
+        conns.setdefault(key, []).append((0 if info[:2] == first[key] else 1, payload))
+    return list(conns.values())
+
+
+CONNS = [c for src in SOURCES for c in flights(src)]
+
+
+def events(chunks: list[tuple[int, bytes]]) -> list:
+    conn = TlsConnection()
+    out = []
+    for side, data in chunks:
+        out += conn.receive(side, data, 0)
+    return out
+
+
+def test_there_are_connections_to_test():
+    assert len(CONNS) >= 20
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.sampled_from(range(len(CONNS))), st.data())
+def test_any_split_gives_the_same_events(i, data):
+    conn = CONNS[i]
+    whole = events(conn)
+    pieces = []
+    for side, payload in conn:
+        cuts = sorted(data.draw(st.lists(st.integers(0, len(payload)), max_size=4)))
+        prev = 0
+        for c in [*cuts, len(payload)]:
+            pieces.append((side, payload[prev:c]))
+            prev = c
+    assert events(pieces) == whole
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.sampled_from(range(len(CONNS))), st.data())
+def test_damaged_streams_never_raise(i, data):
+    conn = CONNS[i]
+    damaged = []
+    for side, payload in conn:
+        b = bytearray(payload)
+        for _ in range(data.draw(st.integers(0, 3))):
+            if b:
+                b[data.draw(st.integers(0, len(b) - 1))] = data.draw(st.integers(0, 255))
+        damaged.append((side, bytes(b)))
+    events(damaged)  # must not raise
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_random_bytes_never_raise(seed):
+    import random
+
+    rnd = random.Random(seed)
+    conn = TlsConnection(midstream=True)
+    for _ in range(200):
+        conn.receive(rnd.randrange(2), rnd.randbytes(rnd.randrange(1, 600)), 0)
