@@ -38,8 +38,13 @@ class _Done:
 
 
 _DONE = _Done()
+_STALE = _Done()  # a decided flow that saw no packet since the last sweep of decided flows
 
 IDLE_TIMEOUT_NS = 300 * 10**9  # an undecided flow silent this long (packet time) is logged
+# Decided flows are swept at most this often (packet time): one sweep marks them stale, the next
+# forgets those still stale, so a decided flow idle for 5 to 10 minutes is forgotten, as Zeek's
+# tcp_inactivity_timeout does. Its later packets then start a new, joined-late flow.
+DECIDED_SWEEP_NS = 300 * 10**9
 SWEEP_EVERY = 1 << 16  # packets between idle sweeps
 MAX_RESUMABLE = 1 << 16  # session IDs / tickets remembered for resumption lookups
 
@@ -104,6 +109,7 @@ class Analyzer:
         self._ready: list[SessionRecord] = []
         self._resumable: OrderedDict[bytes, Origin] = OrderedDict()
         self._index = 0
+        self._decided_swept = 0
 
     def run(self, packets: Iterable[tuple[int, int, bytes, int, int]]) -> Iterator[SessionRecord]:
         flows = self.flows
@@ -113,10 +119,17 @@ class Analyzer:
         stats = self.stats
         n = 0
         nbytes = 0
+        stale = _STALE
         next_sweep = SWEEP_EVERY
         for ts, linktype, data, orig_len, _iface in packets:
             n += 1
             nbytes += orig_len
+            if n >= next_sweep:
+                next_sweep = n + SWEEP_EVERY
+                self._sweep(ts)
+                if ready:
+                    yield from ready
+                    ready.clear()
             if (
                 linktype == 1
                 and data[12] == 8
@@ -130,7 +143,8 @@ class Analyzer:
                     continue
                 key = data[26:38]
                 t = 34
-                end = 14 + ((data[16] << 8) | data[17])
+                # a total length of 0 is what captures of TCP segmentation offload show
+                end = 14 + ((data[16] << 8) | data[17]) or len(data)
             else:
                 loc = locate_tcp(linktype, data)
                 if loc is None or loc[2] + 20 > len(data):
@@ -141,7 +155,9 @@ class Analyzer:
                 if orig_len > len(data) and end == len(data):
                     end += orig_len - len(data)
             entry = get(key)
-            if entry is done:
+            if entry is done or entry is stale:
+                if entry is stale:  # active again: keep it past the next sweep
+                    flows[key] = flows[_reverse(key)] = done
                 if data[t + 13] & 7:  # SYN, FIN or RST on a decided flow
                     self._closed_decided(key, data[t + 13])
                     if data[t + 13] & SYN and not data[t + 13] & ACK:
@@ -151,12 +167,6 @@ class Analyzer:
             if ready:
                 yield from ready
                 ready.clear()
-            if n >= next_sweep:
-                next_sweep = n + SWEEP_EVERY
-                self._sweep(ts)
-                if ready:
-                    yield from ready
-                    ready.clear()
         stats.packets += n
         stats.bytes += nbytes
         self.finish()
@@ -273,6 +283,17 @@ class Analyzer:
             self.flows[k] = _DONE
 
     def _sweep(self, now: int) -> None:
+        if not self._decided_swept:
+            self._decided_swept = now
+        elif now - self._decided_swept > DECIDED_SWEEP_NS:
+            self._decided_swept = now
+            flows = self.flows
+            for k, v in list(flows.items()):
+                if v is _STALE:
+                    del flows[k]
+                    self.closing.discard(k)
+                elif v is _DONE:
+                    flows[k] = _STALE
         for flow in list(self.active.values()):
             if now - flow.last_ts > IDLE_TIMEOUT_NS:
                 self._log(flow, "idle", f"idle for more than {IDLE_TIMEOUT_NS // 10**9} s")
@@ -282,7 +303,8 @@ class Analyzer:
     def _log(self, flow: _Flow, end_kind: str | None = None, ended: str = "") -> None:
         self.active.pop(id(flow), None)
         for k in flow.keys:
-            if self.flows.get(k, (None,))[0] is flow:  # type: ignore[index]
+            cur = self.flows.get(k)
+            if isinstance(cur, tuple) and cur[0] is flow:
                 self.flows[k] = _DONE
         builder = flow.builder
         facts = builder.facts

@@ -136,16 +136,17 @@ def open_capture(path: str | os.PathLike) -> CaptureSource:
     """
     name = os.fspath(path)
     raw = open(name, "rb", buffering=0)  # closed by CaptureSource.close
+    files = [raw]  # to close, outermost first
     try:
-        return _open(path, name, raw)
+        return _open(path, name, raw, files)
     except BaseException:
-        raw.close()
+        for f in files:
+            f.close()
         raise
 
 
-def _open(path: str | os.PathLike, name: str, raw) -> CaptureSource:
+def _open(path: str | os.PathLike, name: str, raw, files: list) -> CaptureSource:
     size = os.fstat(raw.fileno()).st_size
-    files: tuple = (raw,)
     read: Callable[[int], bytes] = raw.read
     state = ReadState(raw.tell)
     head = _read_head(read, _HEAD_SIZE)
@@ -153,11 +154,10 @@ def _open(path: str | os.PathLike, name: str, raw) -> CaptureSource:
     if compressed:
         raw.seek(0)
         gz = gzip.GzipFile(fileobj=raw, mode="rb")
-        files = (gz, raw)
+        files.insert(0, gz)
         read = _gzip_read(gz.read1, state.problems)
         head = _read_head(read, _HEAD_SIZE)
         if not head and state.problems:
-            gz.close()
             raise NotACapture(f"{name}: gzip-compressed, but {state.problems[0]}")
 
     if not head:
@@ -175,12 +175,9 @@ def _open(path: str | os.PathLike, name: str, raw) -> CaptureSource:
         else:
             raise NotACapture(f"not a pcap or pcapng capture (starts with {_describe(magic)})")
     except CaptureError as exc:
-        for f in files:
-            if f is not raw:
-                f.close()
         raise type(exc)(f"{name}: {exc}") from None
     state.bytes_read = raw.tell()
-    return CaptureSource(path, fmt, size, state, records, files)
+    return CaptureSource(path, fmt, size, state, records, tuple(files))
 
 
 def _read_head(read: Callable[[int], bytes], want: int) -> bytes:

@@ -198,7 +198,7 @@ def read_records(
                     nxt = pos + blen
                     if btype == 6 and nxt <= limit and caplen <= blen - 32 and not blen & 3:
                         hdr = link_hdr(buf, nxt - 4)
-                        if True:
+                        if hdr[0] == blen:
                             try:
                                 linktype, mul, div, off, iface = ifaces[ifid]
                             except IndexError:
