@@ -117,8 +117,9 @@ class SessionBuilder:
 
     @property
     def decided(self) -> bool:
-        f = self.facts
-        return f.handshake_done or f.fatal_alert is not None
+        """Nothing later can change the verdict or the messages reported. A handshake aborted by
+        a fatal alert is not decided yet: the peer's own alerts until the close still count."""
+        return self.facts.handshake_done
 
     def set_client(self, side: int, how: str) -> None:
         f = self.facts

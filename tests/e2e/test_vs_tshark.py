@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections import defaultdict
 from pathlib import Path
@@ -79,3 +80,90 @@ def test_handshake_messages_match_tshark(tshark, capture):
     mine = ours(capture)
     assert theirs, f"tshark sees no TLS handshake in {capture.name}"
     assert mine == theirs
+
+
+def tshark_facts(tshark: str, capture: Path) -> dict[frozenset, dict[str, object]]:
+    """Per TCP connection, from tshark: SNI, chosen cipher and version, both certificate chains
+    (SHA-256 of each certificate, leaf first) and the plaintext alerts with their sender."""
+    rows = run_tshark(
+        tshark,
+        capture,
+        [
+            "ip.src",
+            "ipv6.src",
+            "tcp.srcport",
+            "ip.dst",
+            "ipv6.dst",
+            "tcp.dstport",
+            "tls.handshake.type",
+            "tls.handshake.extensions_server_name",
+            "tls.handshake.ciphersuite",
+            "tls.handshake.extensions.supported_version",
+            "tls.handshake.version",
+            "tls.handshake.certificate",
+            "tls.alert_message.desc",
+        ],
+        "tcp and (tls.handshake.type or tls.alert_message.desc)",
+        decode_as=_decode_as(capture),
+    )
+    out: dict[frozenset, dict[str, object]] = {}
+    for ip4s, ip6s, sport, ip4d, ip6d, dport, types, sni, suites, sv, ver, certs, alerts in rows:
+        src = _endpoint((ip6s or ip4s).split(",")[-1], sport.split(",")[-1])
+        dst = _endpoint((ip6d or ip4d).split(",")[-1], dport.split(",")[-1])
+        facts = out.setdefault(
+            frozenset((src, dst)),
+            {"sni": None, "cipher": None, "version": None, "chains": {}, "alerts": []},
+        )
+        kinds = [int(t) for t in types.split(",") if t]
+        if 1 in kinds and sni:
+            facts["sni"] = sni
+        if 2 in kinds and suites:  # a ServerHello names one suite (the last one wins after HRR)
+            facts["cipher"] = int(suites.split(",")[-1], 16)
+            facts["version"] = int((sv or ver).split(",")[-1], 16)
+        if certs:
+            facts["chains"][src] = [
+                hashlib.sha256(bytes.fromhex(c)).hexdigest() for c in certs.split(",")
+            ]
+        for a in alerts.split(",") if alerts else ():
+            facts["alerts"].append((src, int(a)))
+    return out
+
+
+def our_facts(capture: Path) -> dict[frozenset, dict[str, object]]:
+    out = {}
+    for s in tlsinspect.sessions(capture):
+        c = _endpoint(s["client_ip"], s["client_port"])
+        sv = _endpoint(s["server_ip"], s["server_port"])
+        if not s["handshake"] or not any(
+            h.split(":", 1)[1] in NAME_TO_TYPE or h.split(":", 1)[1].startswith("alert:")
+            for h in s["handshake"]
+        ):
+            continue  # joined after the handshake: tshark's filter has nothing for it
+        chains = {}
+        if s["client_chain"]:
+            chains[c] = [x["sha256"] for x in s["client_chain"]]
+        if s["server_chain"]:
+            chains[sv] = [x["sha256"] for x in s["server_chain"]]
+        alerts = [
+            (c if a["sender"] == "client" else sv, ALERTS[a["description"]])
+            for a in s["alerts"]
+            if not a["encrypted"]
+        ]
+        out[frozenset((c, sv))] = {
+            "sni": s["sni"],
+            "cipher": CIPHERS.get(s["cipher_suite"]),
+            "version": VERSIONS.get(s["tls_version"]),
+            "chains": chains,
+            "alerts": alerts,
+        }
+    return out
+
+
+ALERTS = {v: k for k, v in reg.ALERT_DESCRIPTIONS.items()}
+CIPHERS = {v: k for k, v in reg.CIPHER_SUITES.items()}
+VERSIONS = {v: k for k, v in reg.VERSIONS.items()}
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.name)
+def test_names_chains_and_alerts_match_tshark(tshark, capture):
+    assert our_facts(capture) == tshark_facts(tshark, capture)
