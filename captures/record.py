@@ -5,6 +5,9 @@ Every session is run between real TLS stacks (Python ``ssl``, ``openssl s_server
 ``gnutls-serv``/``gnutls-cli``) on 127.0.0.1 or ::1 while ``dumpcap`` or ``tcpdump`` records the
 loopback interface. The ground truth (``X.truth.json`` next to ``X.pcapng``) is built from what the
 script configured and from what the TLS APIs and tools reported, never from the capture itself.
+The plaintext part of the STARTTLS sessions (SMTP, IMAP, POP3, FTP, XMPP, LDAP, PostgreSQL,
+MySQL) is spoken by small servers in this script and by the standard library clients or, where
+there is none, by clients in this script.
 
 Usage (as root)::
 
@@ -15,16 +18,21 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import ftplib
+import hashlib
+import imaplib
 import ipaddress
 import json
 import os
 import platform
+import poplib
 import re
 import shutil
 import signal
 import smtplib
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -146,7 +154,21 @@ def _name(country: str, org: str, cn: str) -> x509.Name:
 def _new_key(kind: str) -> PrivateKey:
     if kind == "rsa":
         return rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    if kind == "rsa4096":
+        return rsa.generate_private_key(public_exponent=65537, key_size=4096)
     return ec.generate_private_key(ec.SECP256R1())
+
+
+PADDING_OID = x509.ObjectIdentifier("1.3.6.1.4.1.32473.1")
+"""A private extension under the example enterprise number of RFC 5612, used to make
+certificates large."""
+
+
+def _padding_extension(size: int) -> x509.UnrecognizedExtension:
+    """A non-critical extension whose value is an OCTET STRING of ``size`` bytes (256 to 65535)."""
+    text = b"Example Test PKI padding to make this certificate large. "
+    data = (text * (size // len(text) + 1))[:size]
+    return x509.UnrecognizedExtension(PADDING_OID, b"\x04\x82" + size.to_bytes(2, "big") + data)
 
 
 def _issue(
@@ -158,6 +180,7 @@ def _issue(
     path_length: int | None = None,
     usage: x509.ObjectIdentifier | None = None,
     san: Sequence[x509.GeneralName] = (),
+    padding: int = 0,
 ) -> _Issued:
     key = _new_key(kind)
     now = datetime.datetime.now(datetime.timezone.utc)
@@ -174,7 +197,7 @@ def _issue(
             x509.KeyUsage(
                 digital_signature=not ca,
                 content_commitment=False,
-                key_encipherment=not ca and kind == "rsa",
+                key_encipherment=not ca and kind.startswith("rsa"),
                 data_encipherment=False,
                 key_agreement=False,
                 key_cert_sign=ca,
@@ -194,6 +217,8 @@ def _issue(
         builder = builder.add_extension(x509.ExtendedKeyUsage([usage]), critical=False)
     if san:
         builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
+    if padding:
+        builder = builder.add_extension(_padding_extension(padding), critical=False)
     return _Issued(name, key, builder.sign(signer, hashes.SHA256()))
 
 
@@ -201,9 +226,16 @@ def _pem(*certs: _Issued) -> bytes:
     return b"".join(c.cert.public_bytes(serialization.Encoding.PEM) for c in certs)
 
 
-def build_pki(work: Path, export: Path | None) -> Pki:
+BIG_CHAIN_DEPTH = 3
+BIG_CHAIN_PADDING = 3072
+"""Bytes of padding extension per certificate of the big chain: with 4096-bit RSA keys the four
+certificates the client sends make a Certificate message of about 18 KB, more than one record."""
+
+
+def build_pki(work: Path, export: Path | None, big_chain: bool = False) -> Pki:
     """Create the test PKI: certificates and chains in ``work``, public certificates also in
-    ``export``; private keys stay in ``work`` only."""
+    ``export``; private keys stay in ``work`` only. ``big_chain`` adds client-dave, whose chain
+    runs through three intermediate CAs, all with 4096-bit RSA keys and a padding extension."""
     root = _issue(_name("US", "Example Test PKI", "Test Root CA"), "rsa", None, ca=True)
     intermediate = _issue(
         _name("US", "Example Test PKI", "Test Client Intermediate CA"),
@@ -243,6 +275,29 @@ def build_pki(work: Path, export: Path | None) -> Pki:
         "carol": (client("carol", intermediate, "US", "Example Clients"), intermediate),
         "mallory": (client("mallory", rogue, "ZZ", "Rogue Certificates Ltd"), rogue),
     }
+    big: list[_Issued] = []
+    if big_chain:
+        issuer = root
+        for n in range(1, BIG_CHAIN_DEPTH + 1):
+            issuer = _issue(
+                _name("US", "Example Test PKI", f"Test Big Chain Intermediate CA {n}"),
+                "rsa4096",
+                issuer,
+                ca=True,
+                path_length=BIG_CHAIN_DEPTH - n,
+                padding=BIG_CHAIN_PADDING,
+            )
+            big.insert(0, issuer)
+        leaf = _issue(
+            _name("US", "Example Clients", "client-dave"),
+            "rsa4096",
+            issuer,
+            ca=False,
+            usage=ExtendedKeyUsageOID.CLIENT_AUTH,
+            san=[x509.UniformResourceIdentifier("spiffe://example.test/dave")],
+            padding=BIG_CHAIN_PADDING,
+        )
+        big.insert(0, leaf)
 
     work.mkdir(parents=True, exist_ok=True)
     public: dict[str, bytes] = {
@@ -251,7 +306,7 @@ def build_pki(work: Path, export: Path | None) -> Pki:
         "rogue-ca.pem": _pem(rogue),
     }
 
-    def identity(leaf: _Issued, extra: _Issued) -> Identity:
+    def identity(leaf: _Issued, *extra: _Issued) -> Identity:
         stem = leaf.cn
         public[f"{stem}.pem"] = _pem(leaf)
         (work / f"{stem}.key").write_bytes(
@@ -261,19 +316,23 @@ def build_pki(work: Path, export: Path | None) -> Pki:
                 serialization.NoEncryption(),
             )
         )
-        (work / f"{stem}-extra.pem").write_bytes(_pem(extra))
-        (work / f"{stem}-chain.pem").write_bytes(_pem(leaf, extra))
+        (work / f"{stem}-extra.pem").write_bytes(_pem(*extra))
+        (work / f"{stem}-chain.pem").write_bytes(_pem(leaf, *extra))
         return Identity(
             cn=stem,
             cert=work / f"{stem}.pem",
             key=work / f"{stem}.key",
             chain=work / f"{stem}-chain.pem",
             extra=work / f"{stem}-extra.pem",
-            sent=(stem, extra.cn),
+            sent=(stem, *(c.cn for c in extra)),
         )
 
     server_id = identity(server, root)
     clients = {name: identity(leaf, extra) for name, (leaf, extra) in leaves.items()}
+    if big:
+        for ca in big[1:]:
+            public[f"{ca.cn.lower().replace(' ', '-')}.pem"] = _pem(ca)
+        clients["dave"] = identity(big[0], *big[1:])
     for file_name, data in public.items():
         (work / file_name).write_bytes(data)
     if export is not None:
@@ -543,6 +602,7 @@ class Side:
     error: str | None = None
     alert: str | None = None
     session: ssl.SSLSession | None = None
+    ended: str | None = None
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -576,26 +636,36 @@ def _recv_line(sock: socket.socket) -> bytes:
     return line
 
 
-def _listener(host: str, port: int) -> socket.socket:
+def _listener(host: str, port: int, rcvbuf: int | None = None) -> socket.socket:
+    """A listening socket; ``rcvbuf`` (set before listening, so that accepted connections
+    inherit it) keeps the window the server advertises small."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     sock = socket.socket(family, socket.SOCK_STREAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if rcvbuf is not None:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
     sock.bind((host, port))
     sock.listen(4)
     sock.settimeout(TOOL_TIMEOUT)
     return sock
 
 
-def _server_context(pki: Pki, sc: PyScenario) -> ssl.SSLContext:
+def _tls_server_context(
+    pki: Pki, version: str, verify: ssl.VerifyMode, tickets: bool = True
+) -> ssl.SSLContext:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    ctx.minimum_version = ctx.maximum_version = SSL_VERSIONS[sc.version]
+    ctx.minimum_version = ctx.maximum_version = SSL_VERSIONS[version]
     ctx.load_cert_chain(pki.server.chain, pki.server.key)
-    ctx.verify_mode = sc.verify
-    if sc.verify != ssl.CERT_NONE:
+    ctx.verify_mode = verify
+    if verify != ssl.CERT_NONE:
         ctx.load_verify_locations(pki.root)
-    if not sc.tickets:
+    if not tickets:
         ctx.options |= ssl.OP_NO_TICKET
     return ctx
+
+
+def _server_context(pki: Pki, sc: PyScenario) -> ssl.SSLContext:
+    return _tls_server_context(pki, sc.version, sc.verify, sc.tickets)
 
 
 def _client_context(
@@ -626,7 +696,14 @@ def _abort(tls: ssl.SSLSocket) -> None:
             pass
 
 
-def _serve_tls(tls: ssl.SSLSocket, side: Side, exchange: Callable[[ssl.SSLSocket], bool]) -> None:
+def _serve_tls(
+    tls: ssl.SSLSocket,
+    side: Side,
+    exchange: Callable[[ssl.SSLSocket], bool],
+    close_notify: bool = True,
+) -> None:
+    """Handshake, run ``exchange``, then wait for the client to end TLS and answer its
+    close_notify; ``close_notify`` false: the client just closes TCP, and so does the server."""
     try:
         tls.do_handshake()
         side.handshake = True
@@ -634,7 +711,7 @@ def _serve_tls(tls: ssl.SSLSocket, side: Side, exchange: Callable[[ssl.SSLSocket
         side.reused = bool(tls.session_reused)
         side.peer_cn = _peer_cn(tls.getpeercert())
         side.exchanged = exchange(tls)
-        if tls.recv(64) == b"":
+        if tls.recv(64) == b"" and close_notify:
             tls.unwrap()
     except (ssl.SSLError, OSError) as exc:
         _fail(side, exc)
@@ -1073,10 +1150,853 @@ def run_tool(sc: ToolScenario, pki: Pki, truth: Truth, keylog: Path | None, verb
 
 
 # --------------------------------------------------------------------------------------------
+# STARTTLS of the common plaintext protocols
+
+
+def _recv_until(sock: socket.socket, end: bytes, limit: int = 4096) -> bytes:
+    """Read byte by byte until the data ends with ``end`` (or the peer closes)."""
+    data = b""
+    while not data.endswith(end) and len(data) < limit:
+        chunk = sock.recv(1)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _expect(what: str, ok: bool) -> None:
+    if not ok:
+        raise RecordingError(f"unexpected {what}")
+
+
+def _command(sock: socket.socket, verb: bytes) -> bytes:
+    """Read one command line and check its verb (case-insensitive, after an optional tag)."""
+    line = _recv_line(sock)
+    words = [w.upper() for w in line.split()[:2]]
+    _expect(f"command {line!r}, wanted {verb.decode()}", verb.upper() in words)
+    return line
+
+
+def _tag(line: bytes) -> bytes:
+    return line.split(b" ", 1)[0]
+
+
+def _note_handshake(side: Side, tls: object) -> None:
+    _expect("socket after the upgrade", isinstance(tls, ssl.SSLSocket))
+    assert isinstance(tls, ssl.SSLSocket)
+    side.handshake = True
+    side.version = SSL_VERSION_NAMES.get(tls.version() or "")
+
+
+# SMTP (RFC 3207), client smtplib
+
+
+def _smtp_before(conn: socket.socket) -> None:
+    conn.sendall(b"220 server.example.test ESMTP test server\r\n")
+    _command(conn, b"EHLO")
+    conn.sendall(b"250-server.example.test\r\n250 STARTTLS\r\n")
+    _command(conn, b"STARTTLS")
+    conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
+
+
+def _smtp_after(tls: ssl.SSLSocket) -> bool:
+    _command(tls, b"EHLO")
+    tls.sendall(b"250-server.example.test\r\n250 8BITMIME\r\n")
+    _command(tls, b"QUIT")
+    tls.sendall(b"221 2.0.0 Bye\r\n")
+    return True
+
+
+def _smtp_upgrade_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None) -> Side:
+    return _smtp_client(host, port, ctx)
+
+
+# IMAP (RFC 3501), client imaplib: CAPABILITY, STARTTLS, then CAPABILITY and LOGOUT in TLS
+
+
+def _imap_before(conn: socket.socket) -> None:
+    conn.sendall(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
+    tag = _tag(_command(conn, b"CAPABILITY"))
+    conn.sendall(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + tag + b" OK CAPABILITY completed\r\n")
+    tag = _tag(_command(conn, b"STARTTLS"))
+    conn.sendall(tag + b" OK Begin TLS negotiation now\r\n")
+
+
+def _imap_after(tls: ssl.SSLSocket) -> bool:
+    tag = _tag(_command(tls, b"CAPABILITY"))
+    tls.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK CAPABILITY completed\r\n")
+    tag = _tag(_command(tls, b"LOGOUT"))
+    tls.sendall(b"* BYE server.example.test logging out\r\n" + tag + b" OK LOGOUT completed\r\n")
+    return True
+
+
+def _imap_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None) -> Side:
+    side = Side()
+    imap = imaplib.IMAP4(host, port, timeout=IO_TIMEOUT)
+    try:
+        side.port = imap.sock.getsockname()[1]
+        typ, _ = imap.starttls(ctx)
+        _expect(f"STARTTLS answer {typ}", typ == "OK")
+        _note_handshake(side, imap.sock)
+        typ, _ = imap.logout()
+        side.exchanged = typ == "BYE"
+    except (ssl.SSLError, OSError, imaplib.IMAP4.error, RecordingError) as exc:
+        _fail(side, exc)
+    finally:
+        with suppress(OSError):
+            imap.sock.close()
+    return side
+
+
+# POP3 (RFC 2595), client poplib: CAPA, STLS, then CAPA and QUIT in TLS
+
+
+def _pop3_before(conn: socket.socket) -> None:
+    conn.sendall(b"+OK POP3 ready\r\n")
+    _command(conn, b"CAPA")
+    conn.sendall(b"+OK Capability list follows\r\nUSER\r\nSTLS\r\n.\r\n")
+    _command(conn, b"STLS")
+    conn.sendall(b"+OK Begin TLS\r\n")
+
+
+def _pop3_after(tls: ssl.SSLSocket) -> bool:
+    _command(tls, b"CAPA")
+    tls.sendall(b"+OK Capability list follows\r\nUSER\r\n.\r\n")
+    _command(tls, b"QUIT")
+    tls.sendall(b"+OK Bye\r\n")
+    return True
+
+
+def _pop3_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None) -> Side:
+    side = Side()
+    pop = poplib.POP3(host, port, timeout=IO_TIMEOUT)
+    try:
+        side.port = pop.sock.getsockname()[1]
+        pop.stls(ctx)
+        _note_handshake(side, pop.sock)
+        _expect("capabilities in TLS", "STLS" not in pop.capa())
+        side.exchanged = pop.quit().startswith(b"+OK")
+    except (ssl.SSLError, OSError, poplib.error_proto, RecordingError) as exc:
+        _fail(side, exc)
+    finally:
+        pop.close()
+    return side
+
+
+# FTP (RFC 4217), client ftplib.FTP_TLS: AUTH TLS, then USER, PASS and QUIT in TLS
+
+
+def _ftp_before(conn: socket.socket) -> None:
+    conn.sendall(b"220 FTP ready\r\n")
+    _expect("AUTH command", _command(conn, b"AUTH").split()[1:] == [b"TLS"])
+    conn.sendall(b"234 AUTH TLS successful\r\n")
+
+
+def _ftp_after(tls: ssl.SSLSocket) -> bool:
+    _command(tls, b"USER")
+    tls.sendall(b"331 Please specify the password.\r\n")
+    _command(tls, b"PASS")
+    tls.sendall(b"230 Login successful.\r\n")
+    _command(tls, b"QUIT")
+    tls.sendall(b"221 Goodbye.\r\n")
+    return True
+
+
+def _ftp_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None) -> Side:
+    side = Side()
+    ftp = ftplib.FTP_TLS(context=ctx, timeout=IO_TIMEOUT)
+    try:
+        ftp.connect(host, port)
+        assert ftp.sock is not None
+        side.port = ftp.sock.getsockname()[1]
+        ftp.auth()
+        _note_handshake(side, ftp.sock)
+        ftp.login()
+        side.exchanged = ftp.quit().startswith("221")
+    except (ssl.SSLError, OSError, ftplib.Error, RecordingError) as exc:
+        _fail(side, exc)
+    finally:
+        ftp.close()
+    return side
+
+
+# XMPP (RFC 6120): stream header, features, <starttls/>, <proceed/>; in TLS a new stream
+
+
+XMPP_CLIENT_HEADER = (
+    b"<?xml version='1.0'?><stream:stream to='example.test' xmlns='jabber:client'"
+    b" xmlns:stream='http://etherx.jabber.org/streams' version='1.0'>"
+)
+XMPP_TLS_FEATURES = (
+    b"<stream:features><starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'><required/></starttls>"
+    b"</stream:features>"
+)
+XMPP_STARTTLS = b"<starttls xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+XMPP_PROCEED = b"<proceed xmlns='urn:ietf:params:xml:ns:xmpp-tls'/>"
+XMPP_SASL_FEATURES = (
+    b"<stream:features><mechanisms xmlns='urn:ietf:params:xml:ns:xmpp-sasl'>"
+    b"<mechanism>EXTERNAL</mechanism></mechanisms></stream:features>"
+)
+XMPP_CLOSE = b"</stream:stream>"
+
+
+def _xmpp_server_header(stream_id: str) -> bytes:
+    return (
+        f"<?xml version='1.0'?><stream:stream from='example.test' id='{stream_id}'"
+        " xmlns='jabber:client' xmlns:stream='http://etherx.jabber.org/streams'"
+        " version='1.0'>"
+    ).encode()
+
+
+def _xmpp_before(conn: socket.socket) -> None:
+    _expect("XMPP stream header", _recv_until(conn, b"version='1.0'>") == XMPP_CLIENT_HEADER)
+    conn.sendall(_xmpp_server_header("c2s-1") + XMPP_TLS_FEATURES)
+    _expect("XMPP element, wanted <starttls/>", _recv_until(conn, b"/>") == XMPP_STARTTLS)
+    conn.sendall(XMPP_PROCEED)
+
+
+def _xmpp_after(tls: ssl.SSLSocket) -> bool:
+    _expect("XMPP stream restart", _recv_until(tls, b"version='1.0'>") == XMPP_CLIENT_HEADER)
+    tls.sendall(_xmpp_server_header("c2s-2") + XMPP_SASL_FEATURES)
+    _expect("XMPP stream end", _recv_until(tls, XMPP_CLOSE) == XMPP_CLOSE)
+    tls.sendall(XMPP_CLOSE)
+    return True
+
+
+def _xmpp_client_before(sock: socket.socket) -> None:
+    sock.sendall(XMPP_CLIENT_HEADER)
+    _expect("XMPP features", _recv_until(sock, b"</stream:features>").endswith(XMPP_TLS_FEATURES))
+    sock.sendall(XMPP_STARTTLS)
+    _expect("XMPP answer to <starttls/>", _recv_until(sock, b"/>") == XMPP_PROCEED)
+
+
+def _xmpp_client_after(tls: ssl.SSLSocket) -> bool:
+    tls.sendall(XMPP_CLIENT_HEADER)
+    features = _recv_until(tls, b"</stream:features>")
+    tls.sendall(XMPP_CLOSE)
+    return features.endswith(XMPP_SASL_FEATURES) and _recv_until(tls, XMPP_CLOSE) == XMPP_CLOSE
+
+
+# LDAP (RFC 4511 StartTLS extended operation); in TLS an anonymous bind, then unbind
+
+
+LDAP_STARTTLS_OID = b"1.3.6.1.4.1.1466.20037"
+LDAP_STARTTLS_REQUEST = bytes.fromhex("301d02010177188016") + LDAP_STARTTLS_OID
+LDAP_STARTTLS_RESPONSE = bytes.fromhex("300c02010178070a010004000400")
+LDAP_BIND_REQUEST = bytes.fromhex("300c020102600702010304008000")
+LDAP_BIND_RESPONSE = bytes.fromhex("300c02010261070a010004000400")
+LDAP_UNBIND_REQUEST = bytes.fromhex("30050201034200")
+
+
+def _ber_message(sock: socket.socket) -> bytes:
+    """One LDAPMessage with a short-form length, as all of those exchanged here have."""
+    head = _recv_exact(sock, 2)
+    _expect(f"LDAP message {head.hex()}", len(head) == 2 and head[0] == 0x30 and head[1] < 0x80)
+    return head + _recv_exact(sock, head[1])
+
+
+def _ldap_before(conn: socket.socket) -> None:
+    _expect("LDAP StartTLS request", _ber_message(conn) == LDAP_STARTTLS_REQUEST)
+    conn.sendall(LDAP_STARTTLS_RESPONSE)
+
+
+def _ldap_after(tls: ssl.SSLSocket) -> bool:
+    _expect("LDAP bind request", _ber_message(tls) == LDAP_BIND_REQUEST)
+    tls.sendall(LDAP_BIND_RESPONSE)
+    return _ber_message(tls) == LDAP_UNBIND_REQUEST
+
+
+def _ldap_client_before(sock: socket.socket) -> None:
+    sock.sendall(LDAP_STARTTLS_REQUEST)
+    _expect("LDAP StartTLS response", _ber_message(sock) == LDAP_STARTTLS_RESPONSE)
+
+
+def _ldap_client_after(tls: ssl.SSLSocket) -> bool:
+    tls.sendall(LDAP_BIND_REQUEST)
+    ok = _ber_message(tls) == LDAP_BIND_RESPONSE
+    tls.sendall(LDAP_UNBIND_REQUEST)
+    return ok
+
+
+# PostgreSQL (protocol 3.0): SSLRequest, 'S'; in TLS StartupMessage, authentication, Terminate
+
+
+PG_SSL_REQUEST = bytes.fromhex("0000000804d2162f")
+PG_TERMINATE = b"X\x00\x00\x00\x04"
+
+
+def _pg_message(type_: bytes, body: bytes) -> bytes:
+    return type_ + struct.pack("!I", len(body) + 4) + body
+
+
+def _pg_startup() -> bytes:
+    params = b"user\x00test\x00database\x00test\x00application_name\x00psql\x00\x00"
+    return struct.pack("!II", len(params) + 8, 3 << 16) + params
+
+
+def _pg_before(conn: socket.socket) -> None:
+    _expect("PostgreSQL SSLRequest", _recv_exact(conn, 8) == PG_SSL_REQUEST)
+    conn.sendall(b"S")
+
+
+def _pg_after(tls: ssl.SSLSocket) -> bool:
+    (length,) = struct.unpack("!I", _recv_exact(tls, 4))
+    _expect("PostgreSQL StartupMessage", _recv_exact(tls, length - 4) == _pg_startup()[4:])
+    tls.sendall(
+        _pg_message(b"R", struct.pack("!I", 0))
+        + _pg_message(b"S", b"server_version\x0016.2\x00")
+        + _pg_message(b"K", struct.pack("!II", 4242, 0x5EC12E7))
+        + _pg_message(b"Z", b"I")
+    )
+    return _recv_exact(tls, len(PG_TERMINATE)) == PG_TERMINATE
+
+
+def _pg_client_before(sock: socket.socket) -> None:
+    sock.sendall(PG_SSL_REQUEST)
+    _expect("PostgreSQL SSLRequest answer", _recv_exact(sock, 1) == b"S")
+
+
+def _pg_client_after(tls: ssl.SSLSocket) -> bool:
+    tls.sendall(_pg_startup())
+    types = b""
+    while not types.endswith(b"Z"):
+        head = _recv_exact(tls, 5)
+        _expect("PostgreSQL message", len(head) == 5)
+        types += head[:1]
+        _recv_exact(tls, struct.unpack("!I", head[1:])[0] - 4)
+    tls.sendall(PG_TERMINATE)
+    return types == b"RSKZ"
+
+
+# MySQL (client/server protocol): HandshakeV10, SSLRequest; in TLS HandshakeResponse41, OK,
+# COM_QUIT
+
+
+CLIENT_LONG_PASSWORD = 0x1
+CLIENT_LONG_FLAG = 0x4
+CLIENT_CONNECT_WITH_DB = 0x8
+CLIENT_PROTOCOL_41 = 0x200
+CLIENT_SSL = 0x800
+CLIENT_TRANSACTIONS = 0x2000
+CLIENT_SECURE_CONNECTION = 0x8000
+CLIENT_MULTI_STATEMENTS = 0x10000
+CLIENT_MULTI_RESULTS = 0x20000
+CLIENT_PLUGIN_AUTH = 0x80000
+CLIENT_PLUGIN_AUTH_LENENC = 0x200000
+CLIENT_DEPRECATE_EOF = 0x1000000
+MYSQL_CLIENT_CAPS = (
+    CLIENT_LONG_PASSWORD
+    | CLIENT_LONG_FLAG
+    | CLIENT_PROTOCOL_41
+    | CLIENT_SSL
+    | CLIENT_TRANSACTIONS
+    | CLIENT_SECURE_CONNECTION
+    | CLIENT_MULTI_STATEMENTS
+    | CLIENT_MULTI_RESULTS
+    | CLIENT_PLUGIN_AUTH
+    | CLIENT_PLUGIN_AUTH_LENENC
+    | CLIENT_DEPRECATE_EOF
+)
+MYSQL_SERVER_CAPS = MYSQL_CLIENT_CAPS | CLIENT_CONNECT_WITH_DB
+MYSQL_CHARSET = 0xFF  # utf8mb4_0900_ai_ci
+MYSQL_MAX_PACKET = 1 << 24
+MYSQL_PLUGIN = b"mysql_native_password"
+MYSQL_SCRAMBLE = b"0123456789abcdefghij"
+MYSQL_OK = b"\x00\x00\x00\x02\x00\x00\x00"
+MYSQL_QUIT = b"\x01"
+
+
+def _mysql_packet(seq: int, payload: bytes) -> bytes:
+    return len(payload).to_bytes(3, "little") + bytes([seq]) + payload
+
+
+def _mysql_read(sock: socket.socket) -> tuple[int, bytes]:
+    head = _recv_exact(sock, 4)
+    _expect("MySQL packet", len(head) == 4)
+    return head[3], _recv_exact(sock, int.from_bytes(head[:3], "little"))
+
+
+def _mysql_greeting() -> bytes:
+    caps = MYSQL_SERVER_CAPS.to_bytes(4, "little")
+    return (
+        b"\x0a8.0.36\x00"
+        + struct.pack("<I", 42)
+        + MYSQL_SCRAMBLE[:8]
+        + b"\x00"
+        + caps[:2]
+        + bytes([MYSQL_CHARSET])
+        + struct.pack("<H", 0x0002)  # SERVER_STATUS_AUTOCOMMIT
+        + caps[2:]
+        + bytes([len(MYSQL_SCRAMBLE) + 1])
+        + bytes(10)
+        + MYSQL_SCRAMBLE[8:]
+        + b"\x00"
+        + MYSQL_PLUGIN
+        + b"\x00"
+    )
+
+
+def _mysql_client_fixed() -> bytes:
+    """Capability flags, maximum packet size, character set and 23 zero bytes: the whole
+    SSLRequest and the start of HandshakeResponse41."""
+    return (
+        struct.pack("<II", MYSQL_CLIENT_CAPS, MYSQL_MAX_PACKET) + bytes([MYSQL_CHARSET]) + bytes(23)
+    )
+
+
+def _mysql_native_password(password: bytes, scramble: bytes) -> bytes:
+    stage1 = hashlib.sha1(password).digest()
+    stage2 = hashlib.sha1(scramble + hashlib.sha1(stage1).digest()).digest()
+    return bytes(a ^ b for a, b in zip(stage1, stage2, strict=True))
+
+
+def _mysql_login() -> bytes:
+    auth = _mysql_native_password(b"secret", MYSQL_SCRAMBLE)
+    return _mysql_client_fixed() + b"test\x00" + bytes([len(auth)]) + auth + MYSQL_PLUGIN + b"\x00"
+
+
+def _mysql_before(conn: socket.socket) -> None:
+    conn.sendall(_mysql_packet(0, _mysql_greeting()))
+    seq, payload = _mysql_read(conn)
+    _expect("MySQL SSLRequest", (seq, payload) == (1, _mysql_client_fixed()))
+
+
+def _mysql_after(tls: ssl.SSLSocket) -> bool:
+    _expect("MySQL HandshakeResponse41", _mysql_read(tls) == (2, _mysql_login()))
+    tls.sendall(_mysql_packet(3, MYSQL_OK))
+    return _mysql_read(tls) == (0, MYSQL_QUIT)
+
+
+def _mysql_client_before(sock: socket.socket) -> None:
+    seq, greeting = _mysql_read(sock)
+    _expect("MySQL greeting", seq == 0 and greeting[:1] == b"\x0a")
+    end = greeting.index(b"\x00", 1)
+    scramble = greeting[end + 5 : end + 13]
+    lower, upper = greeting[end + 14 : end + 16], greeting[end + 19 : end + 21]
+    caps = int.from_bytes(lower + upper, "little")
+    scramble += greeting[end + 32 : end + 44]
+    _expect("MySQL server without TLS", bool(caps & CLIENT_SSL) and scramble == MYSQL_SCRAMBLE)
+    sock.sendall(_mysql_packet(1, _mysql_client_fixed()))
+
+
+def _mysql_client_after(tls: ssl.SSLSocket) -> bool:
+    tls.sendall(_mysql_packet(2, _mysql_login()))
+    ok = _mysql_read(tls) == (3, MYSQL_OK)
+    tls.sendall(_mysql_packet(0, MYSQL_QUIT))
+    return ok
+
+
+def _upgrade_client(
+    before: Callable[[socket.socket], None], after: Callable[[ssl.SSLSocket], bool]
+) -> Callable[[str, int, ssl.SSLContext, str | None], Side]:
+    """A client speaking the plaintext dialogue ``before``, then TLS, then ``after``, and ending
+    with close_notify."""
+
+    def client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None) -> Side:
+        side = Side()
+        sock: socket.socket = socket.create_connection((host, port), timeout=IO_TIMEOUT)
+        side.port = sock.getsockname()[1]
+        try:
+            before(sock)
+            sock = ctx.wrap_socket(sock, server_hostname=sni or host, do_handshake_on_connect=False)
+            assert isinstance(sock, ssl.SSLSocket)
+            sock.do_handshake()
+            _note_handshake(side, sock)
+            side.exchanged = after(sock)
+            sock.unwrap()
+        except (ssl.SSLError, OSError, RecordingError) as exc:
+            _fail(side, exc)
+        finally:
+            sock.close()
+        return side
+
+    return client
+
+
+@dataclass(frozen=True)
+class Upgrade:
+    """How one protocol upgrades to TLS: the server's plaintext part and its part in TLS, the
+    client, and whether that client ends TLS with close_notify (the stdlib IMAP, POP3 and FTP
+    clients just close the socket)."""
+
+    server_before: Callable[[socket.socket], None]
+    server_after: Callable[[ssl.SSLSocket], bool]
+    client: Callable[[str, int, ssl.SSLContext, str | None], Side]
+    close_notify: bool
+
+
+UPGRADES: dict[str, Upgrade] = {
+    "smtp": Upgrade(_smtp_before, _smtp_after, _smtp_upgrade_client, True),
+    "imap": Upgrade(_imap_before, _imap_after, _imap_client, False),
+    "pop3": Upgrade(_pop3_before, _pop3_after, _pop3_client, False),
+    "ftp": Upgrade(_ftp_before, _ftp_after, _ftp_client, False),
+    "xmpp": Upgrade(
+        _xmpp_before, _xmpp_after, _upgrade_client(_xmpp_client_before, _xmpp_client_after), True
+    ),
+    "ldap": Upgrade(
+        _ldap_before, _ldap_after, _upgrade_client(_ldap_client_before, _ldap_client_after), True
+    ),
+    "postgresql": Upgrade(
+        _pg_before, _pg_after, _upgrade_client(_pg_client_before, _pg_client_after), True
+    ),
+    "mysql": Upgrade(
+        _mysql_before,
+        _mysql_after,
+        _upgrade_client(_mysql_client_before, _mysql_client_after),
+        True,
+    ),
+}
+
+
+@dataclass(frozen=True)
+class StarttlsScenario:
+    """One connection of a protocol that upgrades to TLS, on its usual port."""
+
+    scenario: str
+    protocol: str
+    port: int
+    verify: ssl.VerifyMode
+    client_id: str | None
+    expect: str
+    sni: str | None
+    """Server name the client sends; ``None``: the stdlib clients connect to 127.0.0.1, an IP
+    literal, and send no SNI."""
+    version: str = TLS12
+
+
+def _upgrade_server(listener: socket.socket, ctx: ssl.SSLContext, side: Side, up: Upgrade) -> None:
+    try:
+        conn, _ = listener.accept()
+    except OSError as exc:
+        side.error = str(exc)
+        side.done.set()
+        return
+    conn.settimeout(IO_TIMEOUT)
+    try:
+        up.server_before(conn)
+    except (OSError, RecordingError) as exc:
+        side.error = str(exc)
+        conn.close()
+        side.done.set()
+        return
+    tls = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+    _serve_tls(tls, side, up.server_after, close_notify=up.close_notify)
+
+
+def run_starttls(sc: StarttlsScenario, pki: Pki, truth: Truth) -> None:
+    """Run one STARTTLS connection and append its truth entry."""
+    up = UPGRADES[sc.protocol]
+    listener = _listener("127.0.0.1", sc.port)
+    server = Side()
+    ctx = _tls_server_context(pki, sc.version, sc.verify)
+    if not up.close_notify:
+        # OpenSSL 3 answers an EOF without close_notify with a fatal alert, which the client,
+        # already closed, answers with a reset; like many mail and FTP servers, take EOF as the end
+        ctx.options |= ssl.OP_IGNORE_UNEXPECTED_EOF
+    thread = threading.Thread(target=_upgrade_server, args=(listener, ctx, server, up), daemon=True)
+    thread.start()
+    identity = pki.client(sc.client_id)
+    try:
+        client = up.client(
+            "127.0.0.1", sc.port, _client_context(pki, sc.version, identity, None), sc.sni
+        )
+        if not server.done.wait(TOOL_TIMEOUT):
+            raise RecordingError(f"{sc.scenario}: the server did not finish")
+    finally:
+        thread.join(TOOL_TIMEOUT)
+        listener.close()
+    name = sc.scenario
+    if not client.exchanged or not server.exchanged:
+        raise RecordingError(f"{name}: client {client.error}, server {server.error}")
+    check(name, "server version", server.version, sc.version)
+    check(name, "client version", client.version, sc.version)
+    requested = sc.verify != ssl.CERT_NONE
+    cert_sent = requested and identity is not None
+    check(
+        name,
+        "client certificate seen by server",
+        server.peer_cn,
+        identity.cn if cert_sent and identity else None,
+    )
+    verdict = verdict_of(requested=requested, resumed=False, completed=True, cert_sent=cert_sent)
+    check(name, "verdict", verdict, sc.expect)
+    truth.sessions.append(
+        session_entry(
+            scenario=name,
+            stack="python-ssl/python-ssl",
+            ip="127.0.0.1",
+            client_port=client.port,
+            server_port=sc.port,
+            version=sc.version,
+            sni=sc.sni,
+            verdict=verdict,
+            resumed_from_mutual=None,
+            alert=None,
+            client_chain=None if not requested else (identity.sent if identity else ()),
+            server_chain=pki.server.sent,
+            starttls=sc.protocol,
+        )
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# TCP and TLS edge cases
+
+
+REUSED_CLIENT_PORT = 30491
+"""Fixed client port of the connection-reuse scenario, below the ephemeral range."""
+SMALL_MSS = 536
+"""Maximum segment size the big-chain clients clamp their connections to."""
+SMALL_RCVBUF = 1152
+"""Receive buffer of the big-chain servers (the kernel doubles it): their window stays below
+two segments of SMALL_MSS, so that loopback, which does segmentation offload, still carries
+the client's flight one MSS per packet instead of in multi-segment packets."""
+SILENT_SERVER_DELAY = 0.2
+
+RESET_BY_SERVER = "reset by server"
+CLOSED_BY_SERVER = "closed by server"
+
+
+@dataclass(frozen=True)
+class EdgeConn:
+    """One connection of an edge scenario: what the server asks for, which client identity
+    connects, and the outcome it must have."""
+
+    scenario: str
+    verify: ssl.VerifyMode
+    client: str | None
+    expect: str
+    ended: str | None = None
+
+
+@dataclass(frozen=True)
+class EdgeScenario:
+    """A server on one port and the connections it serves in order.
+
+    ``server``: ``python-ssl`` (a Python ``ssl`` server, one context per connection),
+    ``reset-after-client-cert`` (a Python ``ssl`` server on memory BIOs that resets the
+    connection once it has read the client's whole second flight, instead of sending its own
+    Finished) or ``silent`` (a plain TCP listener that reads the ClientHello and closes)."""
+
+    port: int
+    version: str
+    conns: tuple[EdgeConn, ...]
+    server: str = "python-ssl"
+    client_port: int | None = None
+    """Bind every client connection to this port (SO_REUSEADDR)."""
+    small_segments: bool = False
+    """Clamp the client's MSS to SMALL_MSS, shrink its send buffer and set TCP_NODELAY; keep the
+    server's receive buffer at SMALL_RCVBUF."""
+
+    @property
+    def stack(self) -> str:
+        return "plain-tcp/python-ssl" if self.server == "silent" else "python-ssl/python-ssl"
+
+
+def _edge_python_server(
+    listener: socket.socket, contexts: list[ssl.SSLContext], sides: list[Side]
+) -> None:
+    for ctx, side in zip(contexts, sides, strict=True):
+        try:
+            conn, _ = listener.accept()
+        except OSError as exc:
+            side.error = str(exc)
+            side.done.set()
+            return
+        conn.settimeout(IO_TIMEOUT)
+        tls = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
+        _serve_tls(tls, side, _ping_pong_server)
+
+
+def _reset_after_client_cert_server(
+    listener: socket.socket, contexts: list[ssl.SSLContext], sides: list[Side]
+) -> None:
+    """Run the server's side of a TLS 1.2 handshake on memory BIOs; once the client's second
+    flight (Certificate ... Finished) has been processed, drop the server's own ChangeCipherSpec
+    and Finished and close the socket with SO_LINGER 0, which sends a reset."""
+    (side,) = sides
+    try:
+        conn, _ = listener.accept()
+    except OSError as exc:
+        side.error = str(exc)
+        side.done.set()
+        return
+    conn.settimeout(IO_TIMEOUT)
+    incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+    tls = contexts[0].wrap_bio(incoming, outgoing, server_side=True)
+    try:
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                conn.sendall(outgoing.read())
+                data = conn.recv(65536)
+                if not data:
+                    raise RecordingError("the client closed during the handshake") from None
+                incoming.write(data)
+        side.version = SSL_VERSION_NAMES.get(tls.version() or "")
+        side.peer_cn = _peer_cn(tls.getpeercert())
+        side.ended = RESET_BY_SERVER
+        conn.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    except (ssl.SSLError, OSError, RecordingError) as exc:
+        _fail(side, exc)
+    finally:
+        conn.close()
+        side.done.set()
+
+
+def _silent_server(
+    listener: socket.socket, contexts: list[ssl.SSLContext], sides: list[Side]
+) -> None:
+    """Accept, read one TLS record (the ClientHello), wait, then send FIN; read on until the
+    client closes too, so that what the client sends after the FIN meets no reset."""
+    (side,) = sides
+    try:
+        conn, _ = listener.accept()
+    except OSError as exc:
+        side.error = str(exc)
+        side.done.set()
+        return
+    conn.settimeout(IO_TIMEOUT)
+    try:
+        header = _recv_exact(conn, 5)
+        body = _recv_exact(conn, int.from_bytes(header[3:5], "big")) if len(header) == 5 else b""
+        if header[:1] != b"\x16" or body[:1] != b"\x01":
+            raise RecordingError(f"no ClientHello: {header.hex()}")
+        time.sleep(SILENT_SERVER_DELAY)
+        conn.shutdown(socket.SHUT_WR)
+        side.ended = CLOSED_BY_SERVER
+        while conn.recv(4096):
+            pass
+    except (OSError, RecordingError) as exc:
+        side.error = str(exc)
+    finally:
+        conn.close()
+        side.done.set()
+
+
+EDGE_SERVERS: dict[str, Callable[[socket.socket, list[ssl.SSLContext], list[Side]], None]] = {
+    "python-ssl": _edge_python_server,
+    "reset-after-client-cert": _reset_after_client_cert_server,
+    "silent": _silent_server,
+}
+
+
+def _edge_client(sc: EdgeScenario, ctx: ssl.SSLContext) -> Side:
+    """Connect (bound to ``sc.client_port`` if set), handshake, ping, close_notify; then wait for
+    the server's FIN before closing, so that the server closes first and keeps the TIME_WAIT."""
+    side = Side()
+    raw = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    raw.settimeout(IO_TIMEOUT)
+    if sc.client_port is not None:
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        raw.bind(("127.0.0.1", sc.client_port))
+    if sc.small_segments:
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_MAXSEG, SMALL_MSS)
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, 4096)
+        raw.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    tls = ctx.wrap_socket(raw, server_hostname=SERVER_NAME, do_handshake_on_connect=False)
+    try:
+        tls.connect(("127.0.0.1", sc.port))
+        side.port = tls.getsockname()[1]
+        tls.do_handshake()
+        side.handshake = True
+        side.version = SSL_VERSION_NAMES.get(tls.version() or "")
+        tls.sendall(PING)
+        reply = _recv_exact(tls, len(PONG))
+        tls.unwrap()
+        side.exchanged = reply == PONG and tls.recv(1) == b""
+    except ConnectionResetError as exc:
+        _fail(side, exc)
+        side.ended = RESET_BY_SERVER
+    except ssl.SSLEOFError as exc:
+        _fail(side, exc)
+        side.ended = CLOSED_BY_SERVER
+    except (ssl.SSLError, OSError) as exc:
+        _fail(side, exc)
+    finally:
+        tls.close()
+    return side
+
+
+def run_edge(sc: EdgeScenario, pki: Pki, truth: Truth) -> None:
+    """Run an edge scenario and append one truth entry per connection."""
+    listener = _listener("127.0.0.1", sc.port, SMALL_RCVBUF if sc.small_segments else None)
+    contexts = [_tls_server_context(pki, sc.version, c.verify) for c in sc.conns]
+    servers = [Side() for _ in sc.conns]
+    serve = EDGE_SERVERS[sc.server]
+    thread = threading.Thread(target=serve, args=(listener, contexts, servers), daemon=True)
+    thread.start()
+    try:
+        for conn, server in zip(sc.conns, servers, strict=True):
+            if sc.client_port is not None and not _wait_until(
+                lambda: _connections_closed(sc.client_port or 0), TOOL_TIMEOUT
+            ):
+                raise RecordingError(f"{conn.scenario}: port {sc.client_port} is still in use")
+            identity = pki.client(conn.client)
+            client = _edge_client(sc, _client_context(pki, sc.version, identity, None))
+            if not server.done.wait(TOOL_TIMEOUT):
+                raise RecordingError(f"{conn.scenario}: the server did not finish")
+            truth.sessions.append(_judge_edge(sc, conn, identity, pki, client, server))
+    finally:
+        thread.join(TOOL_TIMEOUT)
+        listener.close()
+
+
+def _judge_edge(
+    sc: EdgeScenario,
+    conn: EdgeConn,
+    identity: Identity | None,
+    pki: Pki,
+    client: Side,
+    server: Side,
+) -> dict[str, Any]:
+    name = conn.scenario
+    logs = f"client {client.error}, server {server.error}"
+    requested = conn.verify != ssl.CERT_NONE and sc.server != "silent"
+    cert_sent = requested and identity is not None
+    completed = client.exchanged and server.exchanged
+    if completed:
+        check(name, "server version", server.version, sc.version)
+        check(name, "client version", client.version, sc.version)
+    else:
+        check(f"{name} ({logs})", "failure", client.error is not None, True)
+    if completed or sc.server == "reset-after-client-cert":
+        expected_cn = identity.cn if cert_sent and identity else None
+        check(f"{name} ({logs})", "client certificate seen by server", server.peer_cn, expected_cn)
+    if sc.client_port is not None:
+        check(name, "client port", client.port, sc.client_port)
+    verdict = verdict_of(
+        requested=requested, resumed=False, completed=completed, cert_sent=cert_sent
+    )
+    check(f"{name} ({logs})", "verdict", verdict, conn.expect)
+    check(name, "alert", client.alert, None)
+    check(f"{name} ({logs})", "end seen by the client", client.ended, conn.ended)
+    check(name, "end made by the server", server.ended, conn.ended)
+    entry = session_entry(
+        scenario=name,
+        stack=sc.stack,
+        ip="127.0.0.1",
+        client_port=client.port,
+        server_port=sc.port,
+        version=sc.version,
+        sni=SERVER_NAME,
+        verdict=verdict,
+        resumed_from_mutual=None,
+        alert=None,
+        client_chain=None if not requested else (identity.sent if identity else ()),
+        server_chain=None if sc.server == "silent" else pki.server.sent,
+    )
+    entry["ended"] = conn.ended
+    return entry
+
+
+# --------------------------------------------------------------------------------------------
 # Captures
 
 
-Scenario = PyScenario | ToolScenario
+Scenario = PyScenario | ToolScenario | StarttlsScenario | EdgeScenario
 
 REQ = ssl.CERT_REQUIRED
 OPT = ssl.CERT_OPTIONAL
@@ -1181,6 +2101,56 @@ STARTTLS_SCENARIOS: tuple[Scenario, ...] = (
     _py(2526, TLS12, NONE, Conn("smtp-starttls-one-way", None, ONE_WAY), smtp=True, sni=None),
 )
 
+STARTTLS_ALL_SCENARIOS: tuple[Scenario, ...] = (
+    StarttlsScenario("smtp-starttls-587-mutual", "smtp", 587, REQ, "alice", MUTUAL, None),
+    StarttlsScenario("imap-starttls-one-way", "imap", 143, NONE, None, ONE_WAY, None),
+    StarttlsScenario("pop3-stls-mutual", "pop3", 110, REQ, "alice", MUTUAL, None),
+    StarttlsScenario("ftp-auth-tls-one-way", "ftp", 21, NONE, None, ONE_WAY, None),
+    StarttlsScenario("xmpp-starttls-mutual", "xmpp", 5222, REQ, "alice", MUTUAL, SERVER_NAME),
+    StarttlsScenario("ldap-starttls-one-way", "ldap", 389, NONE, None, ONE_WAY, SERVER_NAME),
+    StarttlsScenario(
+        "postgresql-sslrequest-mutual", "postgresql", 5432, REQ, "alice", MUTUAL, SERVER_NAME
+    ),
+    StarttlsScenario("mysql-ssl-one-way", "mysql", 3306, NONE, None, ONE_WAY, None),
+)
+
+TCP_EDGE_SCENARIOS: tuple[Scenario, ...] = (
+    EdgeScenario(
+        8491,
+        TLS12,
+        (
+            EdgeConn("tls12-one-way-before-port-reuse", NONE, None, ONE_WAY),
+            EdgeConn("tls12-mutual-on-reused-port", REQ, "alice", MUTUAL),
+        ),
+        client_port=REUSED_CLIENT_PORT,
+    ),
+    EdgeScenario(
+        8492,
+        TLS12,
+        (EdgeConn("tls12-mutual-big-chain-small-segments", REQ, "dave", MUTUAL),),
+        small_segments=True,
+    ),
+    EdgeScenario(
+        8493,
+        TLS13,
+        (EdgeConn("tls13-mutual-big-chain-small-segments", REQ, "dave", MUTUAL),),
+        small_segments=True,
+    ),
+    EdgeScenario(12345, TLS12, (EdgeConn("tls12-mutual-port-12345", REQ, "alice", MUTUAL),)),
+    EdgeScenario(
+        8494,
+        TLS12,
+        (EdgeConn("tls12-reset-after-client-cert", REQ, "alice", FAILED, RESET_BY_SERVER),),
+        server="reset-after-client-cert",
+    ),
+    EdgeScenario(
+        8495,
+        TLS12,
+        (EdgeConn("tls12-silent-server-closes", NONE, None, FAILED, CLOSED_BY_SERVER),),
+        server="silent",
+    ),
+)
+
 DEMO_SCENARIOS: tuple[Scenario, ...] = (
     _py(443, TLS12, REQ, Conn("demo-tls12-mutual-intermediate", "alice", MUTUAL)),
     _py(8443, TLS12, NONE, Conn("demo-tls12-one-way", None, ONE_WAY)),
@@ -1199,6 +2169,8 @@ class CaptureSpec:
     tool: CaptureTool
     keylog: str | None
     scenarios: tuple[Scenario, ...]
+    big_chain: bool = False
+    """The scenarios use client-dave, whose 4096-bit keys take a second or two to make."""
 
 
 CAPTURES: tuple[CaptureSpec, ...] = (
@@ -1207,6 +2179,10 @@ CAPTURES: tuple[CaptureSpec, ...] = (
     CaptureSpec("stacks", "stacks.pcap", TCPDUMP_ANY, None, STACKS_SCENARIOS),
     CaptureSpec("starttls", "starttls.pcap", TCPDUMP_LO, None, STARTTLS_SCENARIOS),
     CaptureSpec("demo", "demo.pcapng", DUMPCAP_LO, "demo.keylog", DEMO_SCENARIOS),
+    CaptureSpec("starttls_all", "starttls_all.pcapng", DUMPCAP_LO, None, STARTTLS_ALL_SCENARIOS),
+    CaptureSpec(
+        "tcp_edge", "tcp_edge.pcapng", DUMPCAP_LO, None, TCP_EDGE_SCENARIOS, big_chain=True
+    ),
 )
 
 
@@ -1242,6 +2218,10 @@ def record(spec: CaptureSpec, out: Path, pki: Pki, tools: dict[str, str], verbos
         for sc in spec.scenarios:
             if isinstance(sc, PyScenario):
                 run_python(sc, pki, truth, keylog)
+            elif isinstance(sc, StarttlsScenario):
+                run_starttls(sc, pki, truth)
+            elif isinstance(sc, EdgeScenario):
+                run_edge(sc, pki, truth)
             else:
                 run_tool(sc, pki, truth, keylog, verbose)
     stem = spec.file.rsplit(".", 1)[0]
@@ -1284,7 +2264,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     started = time.monotonic()
     tools = tool_versions()
     with tempfile.TemporaryDirectory(prefix="tls-pki-") as work:
-        pki = build_pki(Path(work), out / "pki")
+        big_chain = any(spec.big_chain for spec in selected)
+        pki = build_pki(Path(work), out / "pki", big_chain)
         for spec in selected:
             t0 = time.monotonic()
             try:

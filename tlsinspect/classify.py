@@ -62,6 +62,16 @@ def _after(a: AlertSeen) -> str:
     return f" after the {peer}'s {shown(a.after)}" if a.after else ""
 
 
+def _alert_reason(f: SessionFacts, a: AlertSeen) -> str:
+    """The alert that ended a handshake, and the close that came before it if one did."""
+    text = f"{_alert_text(a)}{_after(a)}"
+    if f.closed_ts is not None and f.closed_ts < a.ts and f.ended and a.sender not in f.ended:
+        last = f.closed_after
+        after = f" after the {a.sender}'s {shown(last)}" if last else ""
+        return f"{f.ended}{after}; then {text}"
+    return text
+
+
 def _end_text(f: SessionFacts) -> str:
     return f.ended or "the capture ends"  # a decided session has no end yet
 
@@ -77,7 +87,7 @@ def _abort(f: SessionFacts, stage: str) -> Decision | None:
     """A handshake cut short at `stage`: by an alert, a reset or a close; None if it just stops."""
     alert = f.fatal_alert
     if alert is not None:
-        return Decision(Verdict.FAILED, Basis.OBSERVED, f"{_alert_text(alert)}{_after(alert)}")
+        return Decision(Verdict.FAILED, Basis.OBSERVED, _alert_reason(f, alert))
     if f.lost:
         return None  # what happened in the missing bytes is unknown: incomplete, not failed
     if f.end_kind in ("fin", "rst"):
@@ -124,7 +134,7 @@ def _classify_tls13(f: SessionFacts) -> Decision:
     assert sh is not None
     plain = f.fatal_alert
     if plain is not None and plain.level is not None:
-        return Decision(Verdict.FAILED, Basis.OBSERVED, f"{_alert_text(plain)}{_after(plain)}")
+        return Decision(Verdict.FAILED, Basis.OBSERVED, _alert_reason(f, plain))
     if sh.psk_accepted:
         return Decision(
             Verdict.RESUMED,
@@ -211,7 +221,7 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
                     Verdict.FAILED,
                     Basis.OBSERVED,
                     f"{refused}client sent a {len(cc)}-certificate chain; "
-                    f"{_alert_text(alert)}{_after(alert)}",
+                    + _alert_reason(f, alert),
                 )
             if done:
                 if f.client_cert_verify is None:
@@ -236,7 +246,7 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
 
     alert = f.fatal_alert
     if alert is not None:
-        return Decision(Verdict.FAILED, Basis.OBSERVED, f"{_alert_text(alert)}{_after(alert)}")
+        return Decision(Verdict.FAILED, Basis.OBSERVED, _alert_reason(f, alert))
     if done:
         return Decision(
             Verdict.ONE_WAY,

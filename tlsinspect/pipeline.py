@@ -250,6 +250,8 @@ class Analyzer:
             facts = flow.builder.facts
             if facts.end_kind is None:
                 facts.end_kind = "fin"
+                facts.closed_ts = ts
+                facts.closed_after = facts.last_message.get(facts.role(1 - side), "")
                 facts.ended = f"connection closed by the {facts.role(side)}"
             if flow.fin[1 - side]:
                 self._log(flow, "fin", "connection closed by both sides")
@@ -327,6 +329,8 @@ class Analyzer:
             return  # not a TLS connection
         if end_kind is not None and (facts.end_kind is None or end_kind == "rst"):
             facts.end_kind, facts.ended = end_kind, ended
+            if end_kind == "rst" and facts.closed_ts is None:
+                facts.closed_ts = flow.last_ts
         facts.end_ts = max(facts.end_ts, flow.last_ts)
         origin = self._origin(facts)
         decision = classify(facts, origin)
