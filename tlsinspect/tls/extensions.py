@@ -33,12 +33,7 @@ def parse_block(r: Reader) -> Extensions:
     """The extensions vector at the end of a hello (absent → empty)."""
     if r.remaining == 0:
         return ()
-    block = r.sub16("extensions")
-    out = []
-    while block.remaining:
-        ext_type = block.u16("extension type")
-        out.append((ext_type, block.vec16(f"extension {ext_type}")))
-    return tuple(out)
+    return r.sub16("extensions").tlv16_list("extension")
 
 
 def find(extensions: Extensions, ext_type: int) -> bytes | None:

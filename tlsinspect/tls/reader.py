@@ -6,6 +6,8 @@ means the bytes are malformed: that raises DecodeError (never an IndexError or s
 
 from __future__ import annotations
 
+import struct
+
 from ..errors import DecodeError
 
 
@@ -76,11 +78,31 @@ class Reader:
         return self.sub(self.u24(field), field)
 
     def u16_list(self, field: str) -> tuple[int, ...]:
-        """A list of u16 values whose byte length was already consumed (a sub-reader)."""
-        if self.remaining % 2:
-            raise DecodeError(f"{self._what}: {field} has an odd length {self.remaining}")
-        out = tuple(self.u16(field) for _ in range(self.remaining // 2))
-        return out
+        """The rest of this reader as u16 values (a sub-reader over a u16 vector)."""
+        n = self.remaining
+        if n % 2:
+            raise DecodeError(f"{self._what}: {field} has an odd length {n}")
+        p = self._take(n, field)
+        return struct.unpack_from(f">{n // 2}H", self._buf, p)
+
+    def tlv16_list(self, field: str) -> tuple[tuple[int, bytes], ...]:
+        """The rest of this reader as (u16 type, vec16 data) pairs, as hello extensions are."""
+        buf, pos, end = self._buf, self._pos, self._end
+        out = []
+        while pos < end:
+            if pos + 4 > end:
+                raise DecodeError(f"{self._what}: {field}: {end - pos} bytes left, need 4")
+            n = (buf[pos + 2] << 8) | buf[pos + 3]
+            start = pos + 4
+            pos = start + n
+            if pos > end:
+                raise DecodeError(
+                    f"{self._what}: {field} {(buf[start - 4] << 8) | buf[start - 3]} needs "
+                    f"{n} bytes at offset {start}, only {end - start} left"
+                )
+            out.append(((buf[start - 4] << 8) | buf[start - 3], bytes(buf[start:pos])))
+        self._pos = end
+        return tuple(out)
 
     def rest(self) -> bytes:
         return self.raw(self.remaining, "rest")
