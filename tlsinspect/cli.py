@@ -1,12 +1,19 @@
-"""Command line: `tlsinspect CAPTURE [--format table|json|jsonl]`."""
+"""Command line: `tlsinspect CAPTURE [--format ...]`, and subcommands (`tlsinspect check ...`).
+
+Exit codes: 0 success, 1 a subcommand's check failed, 2 unusable input (one line on stderr).
+"""
 
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import os
 import sys
 from collections.abc import Sequence
+
+# subcommand -> module under tlsinspect.commands with main(argv) -> int
+SUBCOMMANDS: dict[str, str] = {}
 
 from .capture import open_capture
 from .errors import TlsInspectError
@@ -31,6 +38,15 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if args_list and args_list[0] in SUBCOMMANDS:
+        module = importlib.import_module(f"tlsinspect.commands.{SUBCOMMANDS[args_list[0]]}")
+        return int(module.main(args_list[1:]))
+    return analyze_main(args_list)
+
+
+def analyze_main(argv: Sequence[str]) -> int:
+    """The default command: analyse one capture and report its TLS sessions."""
     args = _parser().parse_args(argv)
     try:
         source = open_capture(args.capture)
