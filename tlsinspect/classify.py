@@ -145,14 +145,87 @@ def _classify_tls13(f: SessionFacts) -> Decision:
         return _abort(f, "before the client's second flight") or _incomplete(
             f, "TLS 1.3 handshake not finished: the client's second flight is not in the capture"
         )
-    sizes = f.encrypted_sizes.get("client", [])
-    idx = f.client_flight_index
-    flight = f" (client's second flight {sizes[idx]:,} bytes)" if 0 <= idx < len(sizes) else ""
+    return infer_tls13(f)
+
+
+def _flight(f: SessionFacts) -> tuple[list[int], list[int]]:
+    """The client's second flight (its records after the ServerHello until the server answers)
+    and the server's records after it, as record lengths."""
+    client: list[int] = []
+    reply: list[int] = []
+    for role, length in f.after_hello:
+        if role == "client" and not reply:
+            client.append(length)
+        elif role == "server" and client:
+            reply.append(length)
+    return client, reply
+
+
+def infer_tls13(f: SessionFacts) -> Decision:
+    """What a TLS 1.3 handshake was, from the sizes of its encrypted records alone.
+
+    A record carries its plaintext, one byte of real content type and the AEAD tag (RFC 8446
+    5.2; no padding is assumed: a padded flight is left `encrypted`). The client's second flight
+    is [Certificate, CertificateVerify,] Finished: Finished is 4 + hash length bytes, an empty
+    Certificate is 8 (type, length, empty context, empty list), and a client sends a Certificate
+    only when the server asked (4.4.2). A server that answers that flight with one record the
+    size of an alert, and nothing else, refused it.
+    """
+    sh = f.server_hello
+    assert sh is not None
+    hash_len = 48 if sh.cipher_suite == 0x1302 else 32
+    overhead = 1 + f.aead_tag
+    finished = 4 + hash_len
+    client, reply = _flight(f)
+    plain = [n - overhead for n in client]
+    if finished in plain:
+        end = plain.index(finished)
+    else:
+        end = 0  # the whole flight in one record
+    before = sum(plain[: end + 1]) - finished
+    shown_flight = " + ".join(f"{n:,}" for n in client[: end + 1])
+    evidence = (
+        f"client's second flight {shown_flight} bytes; Finished alone would be "
+        f"{finished + overhead}"
+    )
+    refused = len(reply) == 1 and reply[0] == f.alert_size and f.end_kind in ("fin", "rst")
+    answer = (
+        f"; the server answered with one {reply[0]}-byte record, the size of an alert, and "
+        f"{'closed' if f.end_kind == 'fin' else 'reset'}"
+        if refused
+        else ""
+    )
+    if before == 0:
+        if refused:
+            return Decision(Verdict.FAILED, Basis.INFERRED, evidence + answer)
+        return Decision(
+            Verdict.ONE_WAY,
+            Basis.INFERRED,
+            f"{evidence}: no client Certificate, so no CertificateRequest",
+        )
+    if before == 8:
+        return Decision(
+            Verdict.CERT_REQUESTED_NOT_SENT,
+            Basis.INFERRED,
+            f"{evidence}, plus 8 bytes: an empty Certificate" + answer,
+        )
+    if before > 8:
+        if refused:
+            return Decision(
+                Verdict.FAILED,
+                Basis.INFERRED,
+                f"{evidence}, plus {before:,} bytes: a client Certificate and CertificateVerify"
+                + answer,
+            )
+        return Decision(
+            Verdict.MUTUAL,
+            Basis.INFERRED,
+            f"{evidence}, plus {before:,} bytes: a client Certificate and CertificateVerify",
+        )
     return Decision(
         Verdict.ENCRYPTED,
         Basis.OBSERVED,
-        "TLS 1.3: CertificateRequest and the client's Certificate are encrypted, no key log"
-        + flight,
+        f"TLS 1.3 without a key log, and the record sizes do not tell ({evidence})",
     )
 
 

@@ -12,14 +12,14 @@ import os
 import sys
 from collections.abc import Sequence
 
-# subcommand -> module under tlsinspect.commands with main(argv) -> int
-SUBCOMMANDS: dict[str, str] = {}
-
 from .capture import open_capture
 from .errors import TlsInspectError
 from .pipeline import Analyzer
 from .report.schema import session_dict
 from .report.table import render
+
+# subcommand -> module under tlsinspect.commands with main(argv) -> int
+SUBCOMMANDS: dict[str, str] = {}
 
 
 def _parser() -> argparse.ArgumentParser:

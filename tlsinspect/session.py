@@ -15,7 +15,7 @@ from .tls import registry as reg
 from .tls.connection import MessageMalformed, MessageSeen, StreamLost, TlsEvent, TlsStarted
 
 MAX_HISTORY = 64  # messages kept per session for the report
-MAX_ENCRYPTED = 16  # encrypted records whose sizes are kept per direction (evidence)
+MAX_ENCRYPTED = 32  # encrypted records after the ServerHello whose sizes are kept (evidence)
 
 
 @dataclass(slots=True)
@@ -67,7 +67,9 @@ class SessionFacts:
     ccs: dict[str, int] = field(default_factory=dict)  # role -> ts of its ChangeCipherSpec
     finished: dict[str, int] = field(default_factory=dict)  # role -> ts of its (encrypted) Finished
     app_data: dict[str, int] = field(default_factory=dict)  # role -> count of encrypted records
-    encrypted_sizes: dict[str, list[int]] = field(default_factory=dict)
+    # (role, length) of the encrypted records after the ServerHello, in order: what an observer
+    # without keys sees of a TLS 1.3 handshake
+    after_hello: list[tuple[str, int]] = field(default_factory=list)
     alerts: list[AlertSeen] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)  # (role, message name)
     end_kind: str | None = None  # "fin", "rst", "eof", "idle", "reuse"; None while open
@@ -78,8 +80,8 @@ class SessionFacts:
     malformed: list[str] = field(default_factory=list)
     tls_seen: bool = False
     last_message: dict[str, str] = field(default_factory=dict)  # role -> last message name
-    client_flight_index: int = -1  # TLS 1.3: index in encrypted_sizes of the client's 2nd flight
-    server_after_client: int = 0  # TLS 1.3: server records after the client's second flight
+    server_reply: list[int] = field(default_factory=list)  # TLS 1.3: lengths of the server's
+    # first two records after the client's second flight
 
     def role(self, side: int) -> str:
         if self.client_side is None:
@@ -99,8 +101,23 @@ class SessionFacts:
     def handshake_done(self) -> bool:
         """Both sides have finished the handshake (as far as an observer without keys can tell)."""
         if self.tls13:
-            return "client" in self.finished and self.server_after_client > 0
+            # The server's first record after the client's second flight, unless it has the
+            # size of an alert: then wait for more records or the close (it may be a refusal).
+            reply = self.server_reply
+            return "client" in self.finished and (
+                len(reply) > 1 or (len(reply) == 1 and reply[0] != self.alert_size)
+            )
         return "client" in self.finished and "server" in self.finished
+
+    @property
+    def aead_tag(self) -> int:
+        sh = self.server_hello
+        return 8 if sh is not None and sh.cipher_suite == 0x1305 else 16  # CCM_8 has 8
+
+    @property
+    def alert_size(self) -> int:
+        """Length of a record holding one TLS 1.3 alert: 2 bytes, the inner type, the tag."""
+        return 2 + 1 + self.aead_tag
 
     @property
     def fatal_alert(self) -> AlertSeen | None:
@@ -160,10 +177,8 @@ class SessionBuilder:
     def _encrypted(self, role: str, msg: m.EncryptedRecord, ts: int) -> None:
         f = self.facts
         ct = msg.content_type
-        if f.server_hello is not None:
-            sizes = f.encrypted_sizes.setdefault(role, [])
-            if len(sizes) < MAX_ENCRYPTED:
-                sizes.append(msg.length)
+        if f.server_hello is not None and len(f.after_hello) < MAX_ENCRYPTED:
+            f.after_hello.append((role, msg.length))
         if ct == reg.ALERT:  # TLS <= 1.2 after ChangeCipherSpec
             peer = "server" if role == "client" else "client"
             f.alerts.append(AlertSeen(role, ts, None, None, f.last_message.get(peer, "")))
@@ -187,11 +202,10 @@ class SessionBuilder:
             # that show the handshake went on.
             if role == "client" and "client" not in f.finished:
                 f.finished["client"] = ts
-                f.client_flight_index = len(f.encrypted_sizes.get("client", ())) - 1
                 self._note(role, "encrypted_handshake")
             elif role == "server" and "client" in f.finished:
-                f.server_after_client += 1
-                if f.server_after_client <= 2:
+                if len(f.server_reply) < 2:
+                    f.server_reply.append(msg.length)
                     self._note(role, "encrypted_data")
             elif role == "server" and n == 0:
                 self._note(role, "encrypted_handshake")
