@@ -5,28 +5,86 @@ Importing the package is cheap: the layers load when first used.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from os import PathLike
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
+    from .capture import CaptureSource
     from .pipeline import SessionRecord
+    from .report.frame import Session, read_capture, read_certificates, read_sessions
 
-__all__ = ["analyze", "sessions"]
+__all__ = [
+    "analyze",
+    "sessions",
+    "read_capture",
+    "read_certificates",
+    "read_sessions",
+    "Session",
+]
+
+# The notebook API (pandas, imported on first use): name -> module that defines it.
+_LAZY = {
+    "read_capture": "tlsinspect.report.frame",
+    "read_certificates": "tlsinspect.report.frame",
+    "read_sessions": "tlsinspect.report.frame",
+    "Session": "tlsinspect.report.frame",
+}
+
+
+def __getattr__(name: str) -> object:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'tlsinspect' has no attribute {name!r}")
+
+
 __version__ = "0.1.0"
 
 
-def analyze(path: str | PathLike[str]) -> Iterator[SessionRecord]:
-    """Yield every TLS session of a capture file as it is logged."""
+def analyze(
+    path: str | PathLike[str],
+    *,
+    on_open: Callable[[CaptureSource], object] | None = None,
+    keylog: str | PathLike[str] | list[str | PathLike[str]] | None = None,
+) -> Iterator[SessionRecord]:
+    """Yield every TLS session of a capture file as it is logged.
+
+    `on_open` is called with the open CaptureSource before the first packet is read (its
+    `bytes_read / size` tell the progress, its `problems` what was skipped). `keylog`: one or
+    several NSS key log files; secrets embedded in the capture (pcapng Decryption Secrets
+    Blocks) are used in any case.
+    """
     from .capture import open_capture
-    from .pipeline import Analyzer
+    from .pipeline import Analyzer, CaptureKeys
 
     with open_capture(path) as source:
-        yield from Analyzer().run(source)
+        if on_open is not None:
+            on_open(source)
+        keys = CaptureKeys(read_keylogs(keylog), source.secrets)
+        yield from Analyzer(keys).run(source)
 
 
-def sessions(path: str | PathLike[str]) -> list[dict[str, object]]:
+def read_keylogs(paths: str | PathLike[str] | list[str | PathLike[str]] | None) -> list[bytes]:
+    """The contents of the key log files given (the I/O half of key log handling)."""
+    if paths is None:
+        return []
+    if isinstance(paths, (str, PathLike)):
+        paths = [paths]
+    out = []
+    for p in paths:
+        with open(p, "rb") as f:
+            out.append(f.read())
+    return out
+
+
+def sessions(
+    path: str | PathLike[str],
+    *,
+    keylog: str | PathLike[str] | list[str | PathLike[str]] | None = None,
+) -> list[dict[str, object]]:
     """Every TLS session of a capture as a dict with the JSON output's fields."""
     from .report.schema import session_dict
 
-    return [session_dict(r) for r in analyze(path)]
+    return [session_dict(r) for r in analyze(path, keylog=keylog)]

@@ -132,8 +132,10 @@ def classify(f: SessionFacts, origin: Origin | None = None) -> Decision:
 def _classify_tls13(f: SessionFacts) -> Decision:
     sh = f.server_hello
     assert sh is not None
+    if f.decrypted and not sh.psk_accepted:
+        return _by_messages(f, Basis.DECRYPTED)
     plain = f.fatal_alert
-    if plain is not None and plain.level is not None:
+    if plain is not None and plain.level is not None:  # a plaintext alert: before the keys
         return Decision(Verdict.FAILED, Basis.OBSERVED, _alert_reason(f, plain))
     if sh.psk_accepted:
         return Decision(
@@ -262,6 +264,11 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
             f"abbreviated handshake resuming by {how}: no certificates exchanged{tail}",
         )
 
+    return _by_messages(f, Basis.OBSERVED)
+
+
+def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
+    """The verdict from the handshake messages themselves (plaintext or decrypted)."""
     done = f.handshake_done
     if f.cert_request is not None:
         cc = f.client_certs
@@ -279,7 +286,7 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
                 tail = f"; handshake not finished: {_lost(f) or _end_text(f)}"
             return Decision(
                 Verdict.CERT_REQUESTED_NOT_SENT,
-                Basis.OBSERVED,
+                basis,
                 f"server requested a client certificate, client answered with {how}{tail}",
             )
         if cc:
@@ -292,7 +299,7 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
                 )
                 return Decision(
                     Verdict.FAILED,
-                    Basis.OBSERVED,
+                    basis,
                     f"{refused}client sent a {len(cc)}-certificate chain; "
                     + _alert_reason(f, alert),
                 )
@@ -300,15 +307,20 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
                 if f.client_cert_verify is None:
                     return Decision(
                         Verdict.MUTUAL,
-                        Basis.OBSERVED,
+                        basis,
                         f"client sent a {len(cc)}-certificate chain without CertificateVerify "
                         "(fixed key exchange); handshake completed",
                     )
+                when = (
+                    f" ({f.later_request} client authentication, after the first handshake)"
+                    if f.later_request
+                    else "; handshake completed"
+                )
                 return Decision(
                     Verdict.MUTUAL,
-                    Basis.OBSERVED,
+                    basis,
                     f"server requested a client certificate; client sent a {len(cc)}-certificate "
-                    "chain and CertificateVerify; handshake completed",
+                    f"chain and CertificateVerify{when}",
                 )
             return _abort(f, "after the client's certificate") or _incomplete(
                 f, "client sent its certificate but the handshake is not finished"
@@ -319,11 +331,11 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
 
     alert = f.fatal_alert
     if alert is not None:
-        return Decision(Verdict.FAILED, Basis.OBSERVED, _alert_reason(f, alert))
+        return Decision(Verdict.FAILED, basis, _alert_reason(f, alert))
     if done:
         return Decision(
             Verdict.ONE_WAY,
-            Basis.OBSERVED,
+            basis,
             "handshake completed without a CertificateRequest: only the server authenticated",
         )
     return _abort(f, "before the handshake finished") or _incomplete(

@@ -12,14 +12,18 @@ import os
 import sys
 from collections.abc import Sequence
 
+from . import read_keylogs
 from .capture import open_capture
 from .errors import TlsInspectError
-from .pipeline import Analyzer
+from .pipeline import Analyzer, CaptureKeys
+from .report.export import CertExport
 from .report.schema import session_dict
+from .report.stream import STREAMED_FORMATS, write_streamed
 from .report.table import render
+from .x509 import Anchors, load_anchors
 
 # subcommand -> module under tlsinspect.commands with main(argv) -> int
-SUBCOMMANDS: dict[str, str] = {}
+SUBCOMMANDS: dict[str, str] = {"check": "check"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -29,11 +33,32 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument("capture", help="pcap or pcapng file (may be gzip-compressed)")
     p.add_argument(
-        "--format",
-        choices=("table", "json", "jsonl"),
-        default="table",
-        help="table (default): for people; json: one array; jsonl: one object per line, streamed",
+        "--ca-bundle",
+        metavar="FILE",
+        help="PEM file of trusted CA certificates (one or many): validate both chains of every "
+        "session against them at the time of the capture (check `ca_bundle`)",
     )
+    p.add_argument(
+        "--export-certs",
+        metavar="DIR",
+        help="write every distinct certificate to DIR as <sha256>.pem, with index.json and "
+        "index.csv saying which sessions used it",
+    )
+    p.add_argument(
+        "--keylog",
+        action="append",
+        metavar="FILE",
+        help="NSS key log (SSLKEYLOGFILE) to decrypt TLS handshakes; may be repeated. Secrets "
+        "embedded in a pcapng file (Decryption Secrets Blocks) are used without this option.",
+    )
+    p.add_argument(
+        "--format",
+        choices=("table", "json", "jsonl", "csv"),
+        default="table",
+        help="table (default): for people; json: one array; jsonl: one object per line, "
+        "streamed; csv: one row per session, streamed",
+    )
+    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE, not stdout")
     return p
 
 
@@ -48,6 +73,18 @@ def main(argv: Sequence[str] | None = None) -> int:
 def analyze_main(argv: Sequence[str]) -> int:
     """The default command: analyse one capture and report its TLS sessions."""
     args = _parser().parse_args(argv)
+    anchors: Anchors | None = None
+    if args.ca_bundle:
+        try:
+            with open(args.ca_bundle, "rb") as fh:
+                anchors = load_anchors(fh.read())
+        except OSError as exc:
+            print(f"tlsinspect: {args.ca_bundle}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        except ValueError as exc:
+            print(f"tlsinspect: {args.ca_bundle}: no PEM certificate read: {exc}", file=sys.stderr)
+            return 2
+    exporter = CertExport() if args.export_certs else None
     try:
         source = open_capture(args.capture)
     except TlsInspectError as exc:
@@ -57,16 +94,34 @@ def analyze_main(argv: Sequence[str]) -> int:
         print(f"tlsinspect: {args.capture}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     out = sys.stdout
-    analyzer = Analyzer()
+    try:
+        keylogs = read_keylogs(args.keylog)
+    except OSError as exc:
+        print(f"tlsinspect: key log {exc.filename}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if args.output:
+        try:
+            out = open(args.output, "w", encoding="utf-8", newline="")  # closed at exit
+        except OSError as exc:
+            source.close()
+            print(f"tlsinspect: {args.output}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+    analyzer = Analyzer(CaptureKeys(keylogs, source.secrets))
     try:
         with source:
             records = analyzer.run(source)
-            if args.format == "jsonl":
-                for r in records:
-                    out.write(json.dumps(session_dict(r)) + "\n")
+            if exporter is not None:
+                records = exporter.tap(records)
+            if args.format == "jsonl" and anchors is not None:
+                for r in records:  # as write_streamed does, with the CA bundle's check
+                    out.write(json.dumps(session_dict(r, anchors)) + "\n")
+                    out.flush()
+                sessions = None
+            elif args.format in STREAMED_FORMATS:
+                write_streamed(args.format, records, out)
                 sessions = None
             else:
-                sessions = sorted((session_dict(r) for r in records), key=_order)
+                sessions = sorted((session_dict(r, anchors) for r in records), key=_order)
             problems = list(source.problems)
             packets = source.packets
     except BrokenPipeError:
@@ -97,6 +152,15 @@ def analyze_main(argv: Sequence[str]) -> int:
     except BrokenPipeError:
         _silence_pipe()
         return 0
+    if out is not sys.stdout:
+        out.close()
+    if exporter is not None:
+        try:
+            n = exporter.write(args.export_certs)
+        except OSError as exc:
+            print(f"tlsinspect: {args.export_certs}: {exc.strerror or exc}", file=sys.stderr)
+            return 2
+        print(f"tlsinspect: {n} certificates written to {args.export_certs}", file=sys.stderr)
     for p in problems if args.format != "table" else ():
         print(f"tlsinspect: {args.capture}: {p}", file=sys.stderr)
     return 0

@@ -24,7 +24,7 @@ from .net.ip import format_addr
 from .net.link import locate_tcp
 from .net.reassembly import Gap, HalfStream
 from .session import SessionBuilder, SessionFacts
-from .tls.connection import TlsConnection
+from .tls.connection import KeySource, TlsConnection
 from .x509 import cert_info
 
 _SEQ = struct.Struct(">I")
@@ -82,14 +82,59 @@ class Stats:
 class _Flow:
     __slots__ = ("keys", "streams", "conn", "builder", "fin", "last_ts", "syn", "reused")
 
-    def __init__(self, keys: tuple[bytes, bytes], ts: int, facts: SessionFacts, midstream: bool):
+    def __init__(
+        self,
+        keys: tuple[bytes, bytes],
+        ts: int,
+        facts: SessionFacts,
+        midstream: bool,
+        secrets: KeySource | None = None,
+    ):
         self.keys = keys
         self.streams = (HalfStream(), HalfStream())
-        self.conn = TlsConnection(midstream)
+        self.conn = TlsConnection(midstream, secrets)
         self.builder = SessionBuilder(facts)
         self.fin = [False, False]
         self.last_ts = ts
         self.syn = False
+
+
+TLS_KEY_LOG_SECRETS = 0x544C534B  # pcapng DSB secrets type "TLSK": an NSS key log
+
+
+class CaptureKeys:
+    """The key log texts given by the user, plus the TLS key logs embedded in the capture's
+    Decryption Secrets Blocks, merged as the reader meets them (a DSB precedes the packets it
+    decrypts, so a lookup at ServerHello time sees it)."""
+
+    def __init__(self, texts: list[bytes], secrets: list[tuple[int, bytes]]) -> None:
+        from .tls.keylog import KeyLog, parse_keylog
+
+        self._parse = parse_keylog
+        self.log = KeyLog()
+        for text in texts:
+            self.log.merge(parse_keylog(text))
+        self._secrets = secrets
+        self._merged = 0
+        self._given = bool(texts)
+
+    @property
+    def active(self) -> bool:
+        """A key log was given or found in the capture."""
+        self._merge()
+        return self._given or len(self.log) > 0
+
+    def get(self, client_random: bytes, label: str) -> bytes | None:
+        self._merge()
+        return self.log.get(client_random, label)
+
+    def _merge(self) -> None:
+        secrets = self._secrets
+        while self._merged < len(secrets):
+            kind, data = secrets[self._merged]
+            self._merged += 1
+            if kind == TLS_KEY_LOG_SECRETS:
+                self.log.merge(self._parse(data))
 
 
 def _reverse(key: bytes) -> bytes:
@@ -100,7 +145,8 @@ def _reverse(key: bytes) -> bytes:
 class Analyzer:
     """Feeds raw packet tuples through the layers; `run()` yields SessionRecords as they are logged."""
 
-    def __init__(self) -> None:
+    def __init__(self, keys: KeySource | None = None) -> None:
+        self.keys = keys
         self.flows: dict[bytes, object] = {}
         self.active: dict[int, _Flow] = {}  # undecided flows, for idle sweeps and end of capture
         self.closing: set[bytes] = set()  # decided flows with one direction closed
@@ -241,7 +287,7 @@ class Analyzer:
                     events = conn.receive(side, chunk, ts)
                 for ev in events:
                     builder.apply(ev)
-            if builder.decided:
+            if builder.decided and not conn.watching:
                 self._log(flow)
                 return
             if conn.given_up:
@@ -265,7 +311,7 @@ class Analyzer:
         n = (len(key) - 4) // 2
         ports = ((data[t] << 8) | data[t + 1], (data[t + 2] << 8) | data[t + 3])
         facts = SessionFacts(start_ts=ts, addrs=(key[:n], key[n : 2 * n]), ports=ports)
-        flow = _Flow((key, rev), ts, facts, midstream=not syn)
+        flow = _Flow((key, rev), ts, facts, midstream=not syn, secrets=self.keys)
         self.flows[key] = (flow, 0)
         self.flows[rev] = (flow, 1)
         self.active[id(flow)] = flow

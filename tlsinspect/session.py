@@ -12,7 +12,14 @@ from dataclasses import dataclass, field
 
 from .tls import messages as m
 from .tls import registry as reg
-from .tls.connection import MessageMalformed, MessageSeen, StreamLost, TlsEvent, TlsStarted
+from .tls.connection import (
+    KeysMissing,
+    MessageMalformed,
+    MessageSeen,
+    StreamLost,
+    TlsEvent,
+    TlsStarted,
+)
 
 MAX_HISTORY = 64  # messages kept per session for the report
 MAX_ENCRYPTED = 32  # encrypted records after the ServerHello whose sizes are kept (evidence)
@@ -80,6 +87,9 @@ class SessionFacts:
     malformed: list[str] = field(default_factory=list)
     tls_seen: bool = False
     last_message: dict[str, str] = field(default_factory=dict)  # role -> last message name
+    decrypted: bool = False  # some records were decrypted with the key log
+    later_request: str | None = None  # "renegotiation" or "post-handshake" client authentication
+    key_problems: list[str] = field(default_factory=list)  # why records could not be decrypted
     server_reply: list[int] = field(default_factory=list)  # TLS 1.3: lengths of the server's
     # first two records after the client's second flight
 
@@ -163,7 +173,20 @@ class SessionBuilder:
         role = f.role(ev.side)
         f.end_ts = max(f.end_ts, ev.ts)
         if isinstance(ev, MessageSeen):
+            if ev.decrypted:
+                f.decrypted = True
+                if (
+                    f.tls13
+                    and role == "server"
+                    and "client" in f.finished
+                    and not isinstance(ev.msg, m.Alert)
+                    and len(f.server_reply) < 2
+                ):
+                    f.server_reply.append(0)  # the server went on after the client's Finished
             self._message(role, ev.msg, ev.ts)
+        elif isinstance(ev, KeysMissing):
+            if len(f.key_problems) < 4:
+                f.key_problems.append(f"{role}: {ev.reason}")
         elif isinstance(ev, TlsStarted):
             f.tls_seen = True
             if ev.preamble_len:
@@ -242,7 +265,7 @@ class SessionBuilder:
         name = reg.name_of("handshake", msg.msg_type)  # type: ignore[attr-defined]
         if isinstance(msg, m.ClientHello):
             f.client_hellos += 1
-            if f.client_hello is None or f.retry_request:
+            if f.client_hello is None or (f.retry_request and f.server_hello is None):
                 f.client_hello = msg
         elif isinstance(msg, m.ServerHello):
             if msg.retry_request:
@@ -257,6 +280,10 @@ class SessionBuilder:
                 f.client_certs = msg.entries
         elif isinstance(msg, m.CertificateRequest):
             f.cert_request = msg
+            if "client" in f.finished and "server" in f.finished:
+                # asked for after the handshake: TLS 1.3 post-handshake authentication, or a
+                # TLS 1.2 renegotiation
+                f.later_request = "renegotiation" if f.client_hellos > 1 else "post-handshake"
         elif isinstance(msg, m.CertificateVerify):
             if role == "client":
                 f.client_cert_verify = msg

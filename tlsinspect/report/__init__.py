@@ -1,1 +1,2 @@
-"""Reports: text table, JSON; all built from the field list in `schema`."""
+"""Reports: text table, JSON, streamed JSON Lines and CSV, HTML, DataFrames; all built from the
+field list in `schema`."""

@@ -8,13 +8,18 @@ checks that the README holds it verbatim).
 from __future__ import annotations
 
 from ..classify import Decision
+from ..diagnose import chain_reports, diagnose
 from ..pipeline import SessionRecord, iso_time
 from ..tls import registry as reg
-from ..x509 import cert_info, name_from_der
+from ..x509 import Anchors, ChainReport, cert_info, name_from_der
 
 CHAIN_ITEM = (
     "objects, leaf first: `subject`, `issuer`, `subject_cn`, `issuer_cn`, `serial` (hex), "
-    "`not_before`, `not_after` (ISO 8601), `sha256`, `error` (why it could not be parsed, else null)"
+    "`not_before`, `not_after` (ISO 8601), `sha256`, `error` (why it could not be parsed, else null), "
+    "`san` (`DNS:`, `IP:`, `URI:`, `email:` ...), `key_type`, `key_bits`, `key_curve`, "
+    "`signature_algorithm`, `is_ca` (basicConstraints, null without it), `key_usage`, "
+    "`extended_key_usage` (null without the extension), `checks` (`check`, `result`: "
+    "`pass`/`warn`/`fail`/`info`, `detail`)"
 )
 
 FIELDS: list[tuple[str, str, str]] = [
@@ -55,6 +60,11 @@ FIELDS: list[tuple[str, str, str]] = [
         "How the verdict was reached: `observed` (plaintext handshake), `decrypted` or `inferred`.",
     ),
     ("reason", "string", "One line explaining the verdict."),
+    (
+        "diagnosis",
+        "string|null",
+        "Why the session failed, in plain words, from the alert, who sent it and the chain checks; for `mutual`/`one-way` only when a chain fails a check, else null.",
+    ),
     ("cert_requested", "boolean", "The server sent a CertificateRequest."),
     (
         "requested_ca_names",
@@ -69,6 +79,11 @@ FIELDS: list[tuple[str, str, str]] = [
     ("client_cert_verify", "boolean", "The client sent CertificateVerify."),
     ("client_chain", "array", "Certificates the client sent: " + CHAIN_ITEM + "."),
     ("server_chain", "array", "Certificates the server sent: " + CHAIN_ITEM + "."),
+    (
+        "chain_checks",
+        "object",
+        "Per chain (`client`, `server`; null when not sent): `result` (`pass`, `warn` or `fail`), `failed` and `warnings` (check names), `checks` on the whole chain (`order`, `path`, `ca_listed`, `ca_bundle`).",
+    ),
     (
         "alerts",
         "array",
@@ -135,20 +150,32 @@ def starttls_protocol(preamble: dict[str, bytes]) -> str | None:
     return "unknown"
 
 
-def chain(ders: tuple[bytes, ...] | None) -> list[dict[str, object]]:
-    return [cert_info(d).to_dict() for d in ders or ()]
+def chain(
+    ders: tuple[bytes, ...] | None, report: ChainReport | None = None
+) -> list[dict[str, object]]:
+    out = [cert_info(d).to_dict() for d in ders or ()]
+    if report is not None:
+        for item, checks in zip(out, report.certs, strict=True):
+            item["checks"] = [c.to_dict() for c in checks]
+    return out
 
 
 def version_name(v: int) -> str | None:
     return reg.name_of("version", v) if v else None
 
 
-def session_dict(r: SessionRecord) -> dict[str, object]:
+def session_dict(r: SessionRecord, anchors: Anchors | None = None) -> dict[str, object]:
+    """One session's output object; `anchors` (a CA bundle) adds the `ca_bundle` check."""
     f = r.facts
     d: Decision = r.decision
+    client_checks, server_checks = chain_reports(f, r.server[0], anchors)
     ch, sh = f.client_hello, f.server_hello
     cr = f.cert_request
-    anomalies = [f"{role}'s stream lost: {why}" for role, why in f.lost.items()] + f.malformed
+    anomalies = (
+        [f"{role}'s stream lost: {why}" for role, why in f.lost.items()]
+        + f.malformed
+        + f.key_problems
+    )
     origin = r.origin
     return {
         "index": r.index,
@@ -168,12 +195,17 @@ def session_dict(r: SessionRecord) -> dict[str, object]:
         "verdict": d.verdict.value,
         "basis": d.basis.value,
         "reason": d.reason,
+        "diagnosis": diagnose(f, d, client_checks, server_checks),
         "cert_requested": cr is not None,
         "requested_ca_names": [name_from_der(n) for n in cr.ca_names] if cr else [],
         "client_cert_sent": None if f.client_certs is None else bool(f.client_certs),
         "client_cert_verify": f.client_cert_verify is not None,
-        "client_chain": chain(f.client_certs),
-        "server_chain": chain(f.server_certs),
+        "client_chain": chain(f.client_certs, client_checks),
+        "server_chain": chain(f.server_certs, server_checks),
+        "chain_checks": {
+            "client": client_checks.summary() if client_checks else None,
+            "server": server_checks.summary() if server_checks else None,
+        },
         "alerts": [a.to_dict() for a in f.alerts],
         "resumed_from": None
         if origin is None

@@ -1,7 +1,9 @@
-"""The human report: sessions table, why each verdict, each distinct chain once, totals."""
+"""The human report: sessions table, why each verdict (and the diagnosis of a failure), each
+distinct chain once as a tree from leaf to root with its checks, totals."""
 
 from __future__ import annotations
 
+import json
 from collections import Counter
 from collections.abc import Iterable
 
@@ -29,6 +31,83 @@ def _cert_cell(chain: list[dict[str, object]]) -> str:
     return f"{subject}\n  by {issuer}"
 
 
+_MARK = {"pass": "ok", "fail": "FAIL", "warn": "warn", "info": "info"}
+
+
+def _checks(item: dict[str, object]) -> list[dict[str, str]]:
+    found = item.get("checks")
+    return found if isinstance(found, list) else []
+
+
+def _verdict_of(checks: list[dict[str, str]]) -> str:
+    """A certificate's check results in a few words: "ok", "FAIL validity; warn lifetime"."""
+    failed = [c["check"] for c in checks if c["result"] == "fail"]
+    warned = [c["check"] for c in checks if c["result"] == "warn"]
+    words = []
+    if failed:
+        words.append("FAIL " + ", ".join(dict.fromkeys(failed)))
+    if warned:
+        words.append("warn " + ", ".join(dict.fromkeys(warned)))
+    return "; ".join(words) or "ok"
+
+
+def _key_words(c: dict[str, object]) -> str:
+    """ "EC secp256r1, ecdsa-with-SHA256, CA" / "RSA 2048, sha256WithRSAEncryption, clientAuth"."""
+    words = []
+    if c.get("key_type"):
+        size = c.get("key_curve") or c.get("key_bits")
+        words.append(f"{c['key_type']} {size}" if size else str(c["key_type"]))
+    if c.get("signature_algorithm"):
+        words.append(str(c["signature_algorithm"]))
+    if c.get("is_ca"):
+        words.append("CA")
+    eku = c.get("extended_key_usage")
+    if isinstance(eku, list) and eku:
+        words.append("/".join(map(str, eku)))
+    return ", ".join(words)
+
+
+def _tree(ch: list[dict[str, object]], chain_checks: list[dict[str, str]]) -> list[str]:
+    """A chain as an indented tree, leaf first, each certificate with its checks under it."""
+    out = []
+    for whole in chain_checks:
+        mark = _MARK.get(whole["result"], whole["result"])
+        out.append(f"    chain {whole['check']}: {mark}, {whole['detail']}")
+    for depth, c in enumerate(ch):
+        pad = "    " + "   " * depth
+        branch = "`- " if depth else ""
+        body = pad + ("   " if depth else "") + "    "
+        checks = _checks(c)
+        if c.get("error") and not c.get("subject"):
+            out.append(f"{pad}{branch}[{depth}] unreadable certificate: {_verdict_of(checks)}")
+            out.append(f"{body}{c['error']}")
+            continue
+        name = c.get("subject_cn") or c.get("subject")
+        words = _key_words(c)
+        out.append(
+            f"{pad}{branch}[{depth}] {name}"
+            + (f" ({words})" if words else "")
+            + f"  -- {_verdict_of(checks)}"
+        )
+        out.append(f"{body}subject: {c['subject']}")
+        out.append(f"{body}issuer:  {c['issuer']}")
+        san = c.get("san")
+        if isinstance(san, list) and san:
+            out.append(f"{body}SAN: {', '.join(map(str, san))}")
+        out.append(
+            f"{body}valid {str(c['not_before'])[:10]} .. {str(c['not_after'])[:10]}, "
+            f"serial {c['serial']}, sha256 {str(c['sha256'])[:16]}..."
+        )
+        if c.get("error"):
+            out.append(f"{body}note: {c['error']}")
+        for check in checks:
+            out.append(
+                f"{body}{_MARK.get(check['result'], check['result']):<4} "
+                f"{check['check']}: {check['detail']}"
+            )
+    return out
+
+
 def _short_cipher(name: object) -> str:
     """TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 -> ECDHE_RSA_WITH_AES_256_GCM_SHA384."""
     if not name:
@@ -46,7 +125,9 @@ def render(
 ) -> str:
     rows = []
     reasons = []
-    chains: dict[tuple[str, ...], tuple[list[dict[str, object]], list[str]]] = {}
+    # each distinct chain once, with its checks: the same certificates checked against another
+    # SNI, CA list or time may fare differently, and are then shown apart
+    chains: dict[str, tuple[list[dict[str, object]], list[dict[str, str]], list[str]]] = {}
     totals: Counter[str] = Counter()
     sessions = list(sessions)
     days = {str(s["start_time"])[:10] for s in sessions}
@@ -73,11 +154,16 @@ def render(
             ]
         )
         reasons.append(f"  #{idx} {s['verdict']}: {s['reason']}")
+        if s.get("diagnosis"):
+            reasons.append(f"      diagnosis: {s['diagnosis']}")
+        summaries = s.get("chain_checks")
         for role in ("client", "server"):
             ch: list[dict[str, object]] = s[f"{role}_chain"]  # type: ignore[assignment]
             if ch:
-                key = tuple(str(c["sha256"]) for c in ch)
-                chains.setdefault(key, (ch, []))[1].append(f"{role} of #{idx}")
+                summary = summaries.get(role) if isinstance(summaries, dict) else None
+                whole: list[dict[str, str]] = summary.get("checks", []) if summary else []
+                key = json.dumps([ch, whole], sort_keys=True, default=str)
+                chains.setdefault(key, (ch, whole, []))[2].append(f"{role} of #{idx}")
     out = [header, ""]
     if problems:
         out += ["Capture problems:"] + [f"  - {p}" for p in problems] + [""]
@@ -103,18 +189,9 @@ def render(
     out += ["", "Why:"] + reasons
     if chains:
         out += ["", "Certificate chains (leaf first):"]
-        for n, (ch, users) in enumerate(chains.values(), 1):
+        for n, (ch, whole, users) in enumerate(chains.values(), 1):
             out.append(f"  chain {n}, sent as: {', '.join(users)}")
-            for depth, c in enumerate(ch):
-                pad = "    " + "  " * depth
-                if c.get("error") and not c.get("subject"):
-                    out.append(f"{pad}[{depth}] unreadable certificate: {c['error']}")
-                    continue
-                out.append(f"{pad}[{depth}] {c['subject']}")
-                out.append(f"{pad}    issuer: {c['issuer']}")
-                out.append(
-                    f"{pad}    valid {str(c['not_before'])[:10]} .. {str(c['not_after'])[:10]}, sha256 {str(c['sha256'])[:16]}..."
-                )
+            out += _tree(ch, whole)
     out += ["", "Totals:"]
     width = max(len(v) for v in VERDICT_ORDER)
     for v in VERDICT_ORDER:

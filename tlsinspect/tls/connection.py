@@ -10,6 +10,7 @@ records carry the handshake and ChangeCipherSpec is only for middlebox compatibi
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Protocol
 
 from ..errors import DecodeError
 from . import messages as m
@@ -32,6 +33,16 @@ class MessageSeen:
     side: int
     ts: int
     msg: object  # a messages.* value: handshake message, Alert, ChangeCipherSpec, EncryptedRecord
+    decrypted: bool = False  # read from a record decrypted with a key log
+
+
+@dataclass(frozen=True, slots=True)
+class KeysMissing:
+    """This direction is encrypted and the key log has no secret for it, or the secret is wrong."""
+
+    side: int
+    ts: int
+    reason: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,29 +73,87 @@ def _strip_null_mac(ct: int, payload: bytes) -> bytes:
     return payload
 
 
-TlsEvent = TlsStarted | MessageSeen | MessageMalformed | StreamLost
+TlsEvent = TlsStarted | MessageSeen | MessageMalformed | StreamLost | KeysMissing
+
+
+class KeySource(Protocol):
+    """Secrets by client random and NSS key log label (tls.keylog.KeyLog is one)."""
+
+    def get(self, client_random: bytes, label: str) -> bytes | None: ...
+
+    @property
+    def active(self) -> bool: ...  # a key log was given: say so when it lacks a session's keys
+
+
+# Records after the handshake still decrypted, per direction, to find a renegotiation or a
+# post-handshake CertificateRequest (the classic "ask for the client certificate later").
+WATCH_RECORDS = 256
 
 
 class _Side:
-    __slots__ = ("records", "handshake", "encrypted", "started")
+    __slots__ = (
+        "records",
+        "handshake",
+        "encrypted",
+        "started",
+        "decryptor",
+        "secret",
+        "client",
+        "failed",
+        "finished",
+        "early",
+    )
 
-    def __init__(self, midstream: bool) -> None:
+    def __init__(self, midstream: bool, client: bool) -> None:
         self.records = RecordLayer(midstream)
         self.handshake = HandshakeAssembler()
         self.encrypted = False
         self.started = False
+        self.decryptor: Any = None
+        self.secret = b""  # TLS 1.3: the traffic secret of the decryptor (for KeyUpdate)
+        self.client = client  # this side sent the ClientHello (known once it is seen)
+        self.failed = False  # decryption was tried and failed: stop trying
+        self.finished = False  # this side's Finished was decrypted
+        self.early: Any = None  # the client's 0-RTT decryptor, made when first needed
 
 
 class TlsConnection:
-    __slots__ = ("sides", "version", "tls13", "null_cipher")
+    __slots__ = (
+        "sides",
+        "version",
+        "tls13",
+        "null_cipher",
+        "keys",
+        "client_random",
+        "server_random",
+        "cipher_suite",
+        "client_etm",
+        "etm",
+        "watch",
+        "post_handshake_auth",
+        "cert_requested",
+    )
 
-    def __init__(self, midstream: bool = False) -> None:
-        self.sides = (_Side(midstream), _Side(midstream))
+    def __init__(self, midstream: bool = False, keys: KeySource | None = None) -> None:
+        self.sides = (_Side(midstream, False), _Side(midstream, False))
         self.version = 0  # negotiated version once a (non-retry) ServerHello is seen
         self.tls13 = False
-        self.null_cipher = (
-            False  # a *_WITH_NULL_* suite: records after ChangeCipherSpec stay readable
-        )
+        # a *_WITH_NULL_* suite: records after ChangeCipherSpec stay readable
+        self.null_cipher = False
+        self.keys = keys
+        self.client_random = b""
+        self.server_random = b""
+        self.cipher_suite = 0
+        self.client_etm = False
+        self.etm = False  # encrypt_then_mac negotiated (RFC 7366)
+        self.watch = 0  # records left to decrypt after the handshake (see WATCH_RECORDS)
+        self.post_handshake_auth = False
+        self.cert_requested = False
+
+    @property
+    def watching(self) -> bool:
+        """Decryption goes on after the handshake, looking for a later client authentication."""
+        return self.watch > 0 and any(s.decryptor is not None for s in self.sides)
 
     @property
     def started(self) -> bool:
@@ -106,8 +175,8 @@ class TlsConnection:
             joined = rl.joined_midstream
             st.encrypted = joined  # joined after the handshake: every record is protected
             events.append(TlsStarted(side, ts, rl.preamble, rl.start or 0, joined))
-        for content_type, _version, payload in records:
-            self._record(side, st, content_type, payload, ts, events)
+        for content_type, version, payload in records:
+            self._record(side, st, content_type, version, payload, ts, events)
         if st.records.error is not None:
             events.append(StreamLost(side, ts, st.records.error))
             st.records.error = None
@@ -122,8 +191,20 @@ class TlsConnection:
         return [StreamLost(side, ts, reason)] if st.started else []
 
     def _record(
-        self, side: int, st: _Side, ct: int, payload: bytes, ts: int, events: list[TlsEvent]
+        self,
+        side: int,
+        st: _Side,
+        ct: int,
+        version: int,
+        payload: bytes,
+        ts: int,
+        events: list[TlsEvent],
     ) -> None:
+        # In TLS 1.2 every record after ChangeCipherSpec is protected, a renegotiation's own
+        # ChangeCipherSpec included; in TLS 1.3 only application_data records are.
+        if st.decryptor is not None and (ct == reg.APPLICATION_DATA or st.encrypted):
+            if self._decrypt(side, st, ct, version, payload, ts, events):
+                return
         if st.encrypted and self.null_cipher and ct in (reg.HANDSHAKE, reg.ALERT):
             payload = _strip_null_mac(ct, payload)  # NULL cipher: plaintext followed by a MAC
         elif (
@@ -141,6 +222,8 @@ class TlsConnection:
             # in TLS 1.3 (also a client's before its second ClientHello) it is for middleboxes.
             if self.version and not self.tls13:
                 st.encrypted = True
+                if self.keys is not None:
+                    self._keys_tls12(side, st, ts, events)
         elif ct == reg.ALERT:
             if len(payload) == 2:
                 events.append(MessageSeen(side, ts, m.Alert(payload[0], payload[1])))
@@ -152,8 +235,146 @@ class TlsConnection:
             except DecodeError as exc:
                 events.append(MessageMalformed(side, ts, reg.CLIENT_HELLO, str(exc)))
 
+    # -- decryption with a key log ----------------------------------------------------------
+
+    def _decrypt(
+        self,
+        side: int,
+        st: _Side,
+        ct: int,
+        version: int,
+        payload: bytes,
+        ts: int,
+        events: list[TlsEvent],
+    ) -> bool:
+        """Decrypt one record and dispatch its plaintext; False when it cannot be decrypted."""
+        seq = st.decryptor.seq
+        try:
+            inner, plain = st.decryptor.decrypt(ct, version, payload)
+        except DecodeError as exc:
+            early = self._early_data(st, ct, version, payload)
+            if early is not None:
+                st.decryptor.seq = seq  # that record was not under the handshake keys
+            if early is None:
+                st.decryptor = None
+                st.failed = True
+                events.append(KeysMissing(side, ts, str(exc)))
+                return False
+            inner, plain = early  # 0-RTT data (or EndOfEarlyData) sent after the ServerHello
+        if self.watch:
+            self.watch -= 1
+        if inner == reg.HANDSHAKE:
+            self._handshake(side, st, plain, ts, events, decrypted=True)
+        elif inner == reg.CHANGE_CIPHER_SPEC:  # a TLS 1.2 renegotiation switches keys
+            events.append(MessageSeen(side, ts, m.ChangeCipherSpec(), True))
+            if self.keys is not None:
+                self._keys_tls12(side, st, ts, events)
+        elif inner == reg.ALERT and len(plain) == 2:
+            events.append(MessageSeen(side, ts, m.Alert(plain[0], plain[1]), True))
+        else:
+            events.append(MessageSeen(side, ts, m.EncryptedRecord(inner, len(payload)), True))
+        return True
+
+    def _early_data(
+        self, st: _Side, ct: int, version: int, payload: bytes
+    ) -> tuple[int, bytes] | None:
+        """Try the client's early traffic secret (RFC 8446 2.3): (inner type, plaintext)."""
+        if not (self.tls13 and st.client):
+            return None
+        if st.early is None:
+            from .decrypt import RecordDecryptor
+
+            secret = self._secret("CLIENT_EARLY_TRAFFIC_SECRET")
+            if secret is None:
+                return None
+            try:
+                st.early = RecordDecryptor.for_tls13(self.cipher_suite, secret)
+            except (DecodeError, ValueError):
+                return None
+        try:
+            inner, plain = st.early.decrypt(ct, version, payload)
+        except DecodeError:
+            return None
+        return int(inner), bytes(plain)
+
+    def _secret(self, label: str) -> bytes | None:
+        assert self.keys is not None
+        return self.keys.get(self.client_random, label)
+
+    def _keys_tls13(self, ts: int, events: list[TlsEvent], stage: str) -> None:
+        """Install both directions' TLS 1.3 keys: `stage` "HANDSHAKE" or "" (application)."""
+        from .decrypt import RecordDecryptor
+
+        for side, st in enumerate(self.sides):
+            role = "CLIENT" if st.client else "SERVER"
+            label = f"{role}_HANDSHAKE_TRAFFIC_SECRET" if stage else f"{role}_TRAFFIC_SECRET_0"
+            self._install(side, st, ts, events, label, RecordDecryptor.for_tls13, self.cipher_suite)
+
+    def _keys_tls12(self, side: int, st: _Side, ts: int, events: list[TlsEvent]) -> None:
+        from .decrypt import RecordDecryptor
+
+        def make(suite: int, master: bytes) -> Any:
+            return RecordDecryptor.for_tls12(
+                suite,
+                self.version,
+                master,
+                self.client_random,
+                self.server_random,
+                st.client,
+                encrypt_then_mac=self.etm,
+            )
+
+        self._install(side, st, ts, events, "CLIENT_RANDOM", make, self.cipher_suite)
+
+    def _install(
+        self, side: int, st: _Side, ts: int, events: list[TlsEvent], label: str, make: Any, suite: int
+    ) -> None:
+        secret = self._secret(label)
+        if secret is None:
+            st.decryptor = None
+            if not st.failed and self.keys.active:  # type: ignore[union-attr]
+                st.failed = True
+                events.append(
+                    KeysMissing(side, ts, f"no {label} in the key log for this client random")
+                )
+            return
+        st.secret = secret
+        try:
+            st.decryptor = make(suite, secret)
+        except (DecodeError, ValueError) as exc:
+            st.decryptor = None
+            st.failed = True
+            events.append(KeysMissing(side, ts, str(exc)))
+
+    def _rekey_tls13(self, side: int, st: _Side, ts: int, events: list[TlsEvent]) -> None:
+        from .decrypt import RecordDecryptor
+
+        label = "CLIENT_TRAFFIC_SECRET_0" if st.client else "SERVER_TRAFFIC_SECRET_0"
+        self._install(side, st, ts, events, label, RecordDecryptor.for_tls13, self.cipher_suite)
+
+    def _key_update(self, side: int, st: _Side, ts: int, events: list[TlsEvent]) -> None:
+        """RFC 8446 7.2: the next secret is derived from the current one."""
+        if st.decryptor is not None:
+            st.decryptor.key_update()
+
+    def _after_finished(self, st: _Side) -> None:
+        """A side's Finished was read: once both are, keep decrypting a while only if the client
+        may still be asked for a certificate (renegotiation, post-handshake authentication)."""
+        st.finished = True
+        if all(s.finished for s in self.sides):
+            for s in self.sides:
+                s.finished = False  # a renegotiation will finish again
+            later = self.post_handshake_auth if self.tls13 else True
+            self.watch = WATCH_RECORDS if later and not self.cert_requested else 0
+
     def _handshake(
-        self, side: int, st: _Side, payload: bytes, ts: int, events: list[TlsEvent]
+        self,
+        side: int,
+        st: _Side,
+        payload: bytes,
+        ts: int,
+        events: list[TlsEvent],
+        decrypted: bool = False,
     ) -> None:
         try:
             messages = st.handshake.feed(payload)
@@ -167,11 +388,34 @@ class TlsConnection:
             except DecodeError as exc:
                 events.append(MessageMalformed(side, ts, msg_type, str(exc)))
                 continue
-            events.append(MessageSeen(side, ts, msg))
-            if isinstance(msg, m.ServerHello):
+            events.append(MessageSeen(side, ts, msg, decrypted))
+            if isinstance(msg, m.ClientHello):
+                st.client = True
+                self.sides[1 - side].client = False
+                self.client_random = msg.random
+                self.post_handshake_auth = msg.post_handshake_auth
+                self.client_etm = any(t == 22 for t, _ in msg.extensions)
+                if decrypted:  # a renegotiation: follow it to its end
+                    self.watch = WATCH_RECORDS
+                    self.cert_requested = False
+            elif isinstance(msg, m.ServerHello):
                 # From here on a TLS 1.3 handshake travels in application_data records.
                 # A HelloRetryRequest exists only in TLS 1.3 but the real ServerHello follows.
                 self.tls13 = msg.selected_version == 0x0304 or msg.retry_request
                 if not msg.retry_request:
                     self.version = msg.selected_version
                     self.null_cipher = "_WITH_NULL_" in reg.name_of("cipher", msg.cipher_suite)
+                    self.server_random = msg.random
+                    self.cipher_suite = msg.cipher_suite
+                    self.etm = self.client_etm and any(t == 22 for t, _ in msg.extensions)
+                    if self.tls13 and self.keys is not None and self.client_random:
+                        self._keys_tls13(ts, events, "HANDSHAKE")
+            elif isinstance(msg, m.CertificateRequest):
+                self.cert_requested = True
+            elif isinstance(msg, m.Finished) and decrypted:
+                if self.tls13 and not st.finished and not self.watch:
+                    # RFC 8446 7.1: after its Finished a side sends under its application secret
+                    self._rekey_tls13(side, st, ts, events)
+                self._after_finished(st)
+            elif msg.msg_type == reg.KEY_UPDATE and decrypted and self.tls13:
+                self._key_update(side, st, ts, events)

@@ -1,0 +1,144 @@
+"""`tlsinspect check CAPTURE... --policy FILE`: hold recorded traffic to a policy, for CI.
+
+Exit codes: 0 every rule passed (a rule that matched no session is only a warning, unless it
+says `require_match = true`), 1 a rule failed, 2 a capture, key log or policy that cannot be used
+(one line on stderr naming the file, and the line of the policy).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from .. import analyze
+from ..errors import TlsInspectError
+from ..policy import (
+    Policy,
+    PolicyError,
+    evaluate,
+    json_report,
+    junit_xml,
+    parse_policy,
+    text_report,
+    to_json,
+)
+from ..report.flat import Row, flat_row
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tlsinspect check",
+        description="Check the TLS sessions of captures against a policy of mTLS rules.",
+        epilog="Exit codes: 0 all rules passed, 1 a rule failed, 2 unusable capture or policy.",
+    )
+    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng files")
+    p.add_argument("--policy", required=True, metavar="FILE", help="policy file (TOML)")
+    p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
+    p.add_argument(
+        "--format",
+        choices=("text", "json"),
+        default="text",
+        help="text (default): violations for people; json: the results as one object",
+    )
+    p.add_argument(
+        "--keylog",
+        action="append",
+        metavar="FILE",
+        help="NSS key log (SSLKEYLOGFILE) to decrypt TLS handshakes; may be repeated",
+    )
+    return p
+
+
+def _fail(message: str) -> int:
+    print(f"tlsinspect check: {message}", file=sys.stderr)
+    return 2
+
+
+def load_policy(path: str) -> Policy:
+    try:
+        with open(path, encoding="utf-8") as f:
+            text = f.read()
+    except OSError as exc:
+        raise PolicyError(f"{path}: {exc.strerror or exc}") from None
+    except UnicodeDecodeError as exc:
+        raise PolicyError(f"{path}: not UTF-8 text ({exc.reason})") from None
+    return parse_policy(text, path)
+
+
+def capture_rows(path: str, keylog: list[str] | None) -> tuple[list[Row], list[str]]:
+    """Flat rows of one capture (with `file`), in start-time order, and the reader's problems."""
+    sources: list[Any] = []
+    kwargs: dict[str, Any] = {"on_open": sources.append}
+    if keylog is not None:
+        kwargs["keylog"] = keylog
+    rows = []
+    for r in analyze(path, **kwargs):
+        rows.append({"file": path, **flat_row(r)})
+    rows.sort(key=lambda s: (str(s["start_time"]), int(s["index"])))  # type: ignore[call-overload]
+    problems = list(sources[0].problems) if sources else []
+    if sources and not sources[0].packets and problems:
+        raise TlsInspectError(f"{path}: no packet could be read: {problems[0]}")
+    return rows, problems
+
+
+def main(argv: Sequence[str]) -> int:
+    args = _parser().parse_args(argv)
+    started = time.monotonic()
+    try:
+        policy = load_policy(args.policy)
+    except PolicyError as exc:
+        return _fail(str(exc))
+    for keylog in args.keylog or ():
+        if not os.path.isfile(keylog):
+            return _fail(f"{keylog}: no such key log file")
+    rows: list[Row] = []
+    warnings: list[str] = []
+    for path in args.captures:
+        try:
+            found, problems = capture_rows(path, args.keylog)
+        except TlsInspectError as exc:
+            return _fail(str(exc))
+        except OSError as exc:
+            return _fail(f"{path}: {exc.strerror or exc}")
+        rows += found
+        warnings += [f"{path}: {p}" for p in problems]
+    results = evaluate(policy, rows)
+    failed = any(r.failed for r in results)
+    out = sys.stdout
+    try:
+        if args.format == "json":
+            report = json_report(results, len(rows), args.captures, args.policy)
+            report["warnings"] = warnings
+            out.write(to_json(report))
+        else:
+            n = len(args.captures)
+            header = (
+                f"{args.policy}: {len(policy.rules)} rules on {len(rows)} TLS sessions of "
+                f"{n} capture{'s' if n != 1 else ''}"
+            )
+            out.write(text_report(results, len(rows), header))
+        out.flush()
+    except BrokenPipeError:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    if args.format != "json":
+        for w in warnings:
+            print(f"tlsinspect check: {w}", file=sys.stderr)
+        for r in results:
+            if r.status == "no-match":
+                print(
+                    f"tlsinspect check: warning: rule {r.rule.name!r} matched no session",
+                    file=sys.stderr,
+                )
+    if args.junit:
+        suite = os.path.basename(args.policy)
+        try:
+            with open(args.junit, "w", encoding="utf-8") as f:
+                f.write(junit_xml(results, suite, time.monotonic() - started))
+        except OSError as exc:
+            return _fail(f"--junit {args.junit}: {exc.strerror or exc}")
+    return 1 if failed else 0

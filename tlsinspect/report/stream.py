@@ -1,0 +1,46 @@
+"""Streamed outputs: JSON Lines and CSV, written session by session as the pipeline logs them.
+
+Each session is written and flushed as soon as it is logged, so a consumer reading a pipe sees the
+first session long before a large capture is read to its end (the CSV header comes first, before
+any packet is read).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable
+from typing import TextIO
+
+from ..pipeline import SessionRecord
+from .flat import csv_header, csv_line, extend
+from .schema import session_dict
+
+STREAMED_FORMATS = ("jsonl", "csv")
+
+
+def write_streamed(
+    fmt: str,
+    records: Iterable[SessionRecord],
+    out: TextIO,
+    session: Callable[[SessionRecord], dict[str, object]] = session_dict,
+) -> int:
+    """Write every record to `out` as it comes, in `fmt` ("jsonl" or "csv"); return the count.
+
+    `session` builds a record's JSON object (e.g. `session_dict` with a CA bundle).
+    """
+    if fmt not in STREAMED_FORMATS:
+        raise ValueError(f"not a streamed format: {fmt!r}")
+    n = 0
+    if fmt == "csv":
+        out.write(csv_header())
+        out.flush()
+        for r in records:
+            out.write(csv_line(extend(session(r), r)))
+            out.flush()
+            n += 1
+    else:
+        for r in records:
+            out.write(json.dumps(session(r)) + "\n")
+            out.flush()
+            n += 1
+    return n
