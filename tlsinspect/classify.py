@@ -333,10 +333,17 @@ def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
     if alert is not None:
         return Decision(Verdict.FAILED, basis, _alert_reason(f, alert))
     if done:
+        later = (
+            "; a renegotiation followed, encrypted: with the key log tlsinspect can tell whether "
+            "it asked for a client certificate"
+            if f.renegotiation_seen and not f.decrypted
+            else ""
+        )
         return Decision(
             Verdict.ONE_WAY,
             basis,
-            "handshake completed without a CertificateRequest: only the server authenticated",
+            "handshake completed without a CertificateRequest: only the server authenticated"
+            + later,
         )
     return _abort(f, "before the handshake finished") or _incomplete(
         f, "handshake not finished, no CertificateRequest so far"

@@ -89,6 +89,8 @@ class SessionFacts:
     last_message: dict[str, str] = field(default_factory=dict)  # role -> last message name
     decrypted: bool = False  # some records were decrypted with the key log
     later_request: str | None = None  # "renegotiation" or "post-handshake" client authentication
+    renegotiation_seen: bool = False  # encrypted handshake records after the handshake (TLS 1.2)
+    server_after_done: int = 0  # server records after a TLS <= 1.2 handshake completed
     key_problems: list[str] = field(default_factory=list)  # why records could not be decrypted
     server_reply: list[int] = field(default_factory=list)  # TLS 1.3: lengths of the server's
     # first two records after the client's second flight
@@ -148,7 +150,15 @@ class SessionBuilder:
     def decided(self) -> bool:
         """Nothing later can change the verdict or the messages reported. A handshake aborted by
         a fatal alert is not decided yet: the peer's own alerts until the close still count."""
-        return self.facts.handshake_done
+        f = self.facts
+        if not f.handshake_done:
+            return False
+        if f.tls13 or f.cert_request is not None or f.decrypted or f.renegotiation_seen:
+            return True
+        # TLS <= 1.2 without a CertificateRequest: the classic server asks for the client
+        # certificate in a renegotiation, whose HelloRequest is its first record after the
+        # handshake; wait for that record before deciding
+        return f.server_after_done > 0
 
     def set_client(self, side: int, how: str) -> None:
         f = self.facts
@@ -208,9 +218,13 @@ class SessionBuilder:
             self._note(role, "encrypted_alert")
             return
         if ct == reg.HANDSHAKE:  # TLS <= 1.2 after ChangeCipherSpec: Finished, then renegotiation
+            if f.handshake_done:
+                f.renegotiation_seen = True
             f.finished.setdefault(role, ts)
             self._note(role, "encrypted_handshake")
             return
+        if role == "server" and not f.tls13 and f.handshake_done:
+            f.server_after_done += 1
         n = f.app_data.get(role, 0)
         f.app_data[role] = n + 1
         if f.server_hello is None:

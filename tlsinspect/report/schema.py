@@ -15,7 +15,8 @@ from ..x509 import Anchors, ChainReport, cert_info, name_from_der
 
 CHAIN_ITEM = (
     "objects, leaf first: `subject`, `issuer`, `subject_cn`, `issuer_cn`, `serial` (hex), "
-    "`not_before`, `not_after` (ISO 8601), `sha256`, `error` (why it could not be parsed, else null), "
+    "`not_before`, `not_after` (ISO 8601), `sha256`, `error` (why it could not be parsed, else "
+    "null), "
     "`san` (`DNS:`, `IP:`, `URI:`, `email:` ...), `key_type`, `key_bits`, `key_curve`, "
     "`signature_algorithm`, `is_ca` (basicConstraints, null without it), `key_usage`, "
     "`extended_key_usage` (null without the extension), `checks` (`check`, `result`: "
@@ -63,7 +64,8 @@ FIELDS: list[tuple[str, str, str]] = [
     (
         "diagnosis",
         "string|null",
-        "Why the session failed, in plain words, from the alert, who sent it and the chain checks; for `mutual`/`one-way` only when a chain fails a check, else null.",
+        "Why the session failed, in plain words, from the alert, who sent it and the chain "
+        "checks; for `mutual`/`one-way` only when a chain fails a check, else null.",
     ),
     ("cert_requested", "boolean", "The server sent a CertificateRequest."),
     (
@@ -82,7 +84,9 @@ FIELDS: list[tuple[str, str, str]] = [
     (
         "chain_checks",
         "object",
-        "Per chain (`client`, `server`; null when not sent): `result` (`pass`, `warn` or `fail`), `failed` and `warnings` (check names), `checks` on the whole chain (`order`, `path`, `ca_listed`, `ca_bundle`).",
+        "Per chain (`client`, `server`; null when not sent): `result` (`pass`, `warn` or "
+        "`fail`), `failed` and `warnings` (check names), `checks` on the whole chain (`order`, "
+        "`path`, `ca_listed`, `ca_bundle`).",
     ),
     (
         "alerts",
