@@ -80,7 +80,7 @@ class Stats:
 
 
 class _Flow:
-    __slots__ = ("keys", "streams", "conn", "builder", "fin", "last_ts", "syn", "reused")
+    __slots__ = ("keys", "streams", "conn", "builder", "fin", "last_ts")
 
     def __init__(
         self,
@@ -96,7 +96,6 @@ class _Flow:
         self.builder = SessionBuilder(facts)
         self.fin = [False, False]
         self.last_ts = ts
-        self.syn = False
 
 
 TLS_KEY_LOG_SECRETS = 0x544C534B  # pcapng DSB secrets type "TLSK": an NSS key log
