@@ -74,3 +74,10 @@ def run_tshark(
         cmd += ["-e", f]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
     return [line.split("\t") for line in out.splitlines()]
+
+
+def blind_verdict(truth: dict) -> str:
+    """The verdict a recorded session must get without its key log. A client authenticated only
+    later (TLS 1.2 renegotiation, TLS 1.3 post-handshake) did so in encrypted records, so what
+    the capture shows is the first handshake: one-way."""
+    return "one-way" if truth.get("later_auth") else truth["verdict"]

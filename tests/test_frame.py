@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import OWN, ROOT, own_captures
+from conftest import OWN, ROOT, blind_verdict, own_captures
 
 pd = pytest.importorskip("pandas")
 
@@ -84,7 +84,7 @@ def test_verdict_counts_and_ports_equal_the_truth(everything, capture):
     rows = everything[everything["file"] == str(capture)]
     t = truth(capture)
     counts = {k: v for k, v in rows["verdict"].value_counts().items() if v}
-    assert counts == dict(Counter(s["verdict"] for s in t))
+    assert counts == dict(Counter(blind_verdict(s) for s in t))
     assert sorted(rows["server_port"]) == sorted(s["server_port"] for s in t)
     # rows of one capture are in start order
     assert rows["start_time"].is_monotonic_increasing

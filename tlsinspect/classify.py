@@ -125,11 +125,11 @@ def classify(f: SessionFacts, origin: Origin | None = None) -> Decision:
             f"no ServerHello {('(after a HelloRetryRequest) ' if f.retry_request else '')}in the capture",
         )
     if f.tls13:
-        return _classify_tls13(f)
+        return _classify_tls13(f, origin)
     return _classify_tls12(f, origin)
 
 
-def _classify_tls13(f: SessionFacts) -> Decision:
+def _classify_tls13(f: SessionFacts, origin: Origin | None) -> Decision:
     sh = f.server_hello
     assert sh is not None
     if f.decrypted and not sh.psk_accepted:
@@ -141,7 +141,8 @@ def _classify_tls13(f: SessionFacts) -> Decision:
         return Decision(
             Verdict.RESUMED,
             Basis.OBSERVED,
-            "TLS 1.3 resumption with a pre-shared key: no certificates are exchanged",
+            "TLS 1.3 resumption with a pre-shared key: no certificates are exchanged"
+            + _origin_text(origin, "the ticket's session is not in the capture or not decrypted"),
         )
     if "client" not in f.finished:
         return _abort(f, "before the client's second flight") or _incomplete(
@@ -200,10 +201,16 @@ def infer_tls13(f: SessionFacts) -> Decision:
     if before == 0:
         if refused:
             return Decision(Verdict.FAILED, Basis.INFERRED, evidence + answer)
+        pha = (
+            "; the client offered post-handshake authentication, so a later CertificateRequest "
+            "may follow unseen (the key log shows it)"
+            if f.client_hello is not None and f.client_hello.post_handshake_auth
+            else ""
+        )
         return Decision(
             Verdict.ONE_WAY,
             Basis.INFERRED,
-            f"{evidence}: no client Certificate, so no CertificateRequest",
+            f"{evidence}: no client Certificate, so no CertificateRequest{pha}",
         )
     if before == 8:
         return Decision(
@@ -231,6 +238,15 @@ def infer_tls13(f: SessionFacts) -> Decision:
     )
 
 
+def _origin_text(origin: Origin | None, unknown: str) -> str:
+    if origin is None:
+        return f"; {unknown}"
+    if origin.verdict == Verdict.MUTUAL:
+        who = f" ({origin.client_subject})" if origin.client_subject else ""
+        return f"; resumes a mutual session of {origin.client}{who} at {origin.start}"
+    return f"; resumes a {origin.verdict.value} session of {origin.client} at {origin.start}"
+
+
 def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
     ch, sh = f.client_hello, f.server_hello
     assert sh is not None
@@ -249,22 +265,17 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
             return Decision(
                 Verdict.FAILED, Basis.OBSERVED, f"resumption ({how}) aborted: {_alert_text(alert)}"
             )
-        if origin is None:
-            tail = "; the handshake that created the session is not in the capture"
-        elif origin.verdict == Verdict.MUTUAL:
-            who = f" ({origin.client_subject})" if origin.client_subject else ""
-            tail = f"; resumes a mutual session of {origin.client}{who} at {origin.start}"
-        else:
-            tail = (
-                f"; resumes a {origin.verdict.value} session of {origin.client} at {origin.start}"
-            )
         return Decision(
             Verdict.RESUMED,
             Basis.OBSERVED,
-            f"abbreviated handshake resuming by {how}: no certificates exchanged{tail}",
+            f"abbreviated handshake resuming by {how}: no certificates exchanged"
+            + _origin_text(origin, "the handshake that created the session is not in the capture"),
         )
 
-    return _by_messages(f, Basis.OBSERVED)
+    # a decrypted renegotiation decides what the plaintext first handshake could not
+    return _by_messages(
+        f, Basis.DECRYPTED if f.decrypted and f.client_hellos > 1 else Basis.OBSERVED
+    )
 
 
 def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
@@ -277,6 +288,8 @@ def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
         )
         if (cc is not None and len(cc) == 0) or no_cert_alert is not None:
             how = "an empty Certificate" if cc is not None else "a no_certificate alert (SSL 3.0)"
+            if f.later_request:
+                how += f" ({f.later_request} client authentication, after the first handshake)"
             alert = f.fatal_alert
             if alert is not None:
                 tail = f"; the handshake then failed: {_alert_text(alert)}"

@@ -397,6 +397,10 @@ class Analyzer:
         if ch is None or sh is None:
             return None
         found = None
+        if sh.psk_accepted:  # TLS 1.3: the ticket is the PSK identity (readable in the hello)
+            for identity in ch.psk_identities:
+                found = found or self._resumable.get(b"tk:" + identity)
+            return found
         if ch.session_ticket:
             found = self._resumable.get(b"tk:" + ch.session_ticket)
         if found is None and ch.session_id and ch.session_id == sh.session_id:
@@ -420,8 +424,7 @@ class Analyzer:
         keys = []
         if f.server_hello is not None and f.server_hello.session_id:
             keys.append(b"id:" + f.server_hello.session_id)
-        if f.session_ticket:
-            keys.append(b"tk:" + f.session_ticket)
+        keys.extend(b"tk:" + t for t in f.session_tickets)
         for k in keys:
             self._resumable[k] = origin
             self._resumable.move_to_end(k)

@@ -102,6 +102,7 @@ class _Side:
         "failed",
         "finished",
         "early",
+        "early_records",
     )
 
     def __init__(self, midstream: bool, client: bool) -> None:
@@ -115,6 +116,7 @@ class _Side:
         self.failed = False  # decryption was tried and failed: stop trying
         self.finished = False  # this side's Finished was decrypted
         self.early: Any = None  # the client's 0-RTT decryptor, made when first needed
+        self.early_records = 0  # application_data records sent before the ServerHello (0-RTT)
 
 
 class TlsConnection:
@@ -202,6 +204,8 @@ class TlsConnection:
     ) -> None:
         # In TLS 1.2 every record after ChangeCipherSpec is protected, a renegotiation's own
         # ChangeCipherSpec included; in TLS 1.3 only application_data records are.
+        if ct == reg.APPLICATION_DATA and not self.version:
+            st.early_records += 1  # 0-RTT: the early-data decryptor's sequence starts after them
         if st.decryptor is not None and (ct == reg.APPLICATION_DATA or st.encrypted):
             if self._decrypt(side, st, ct, version, payload, ts, events):
                 return
@@ -291,6 +295,7 @@ class TlsConnection:
                 st.early = RecordDecryptor.for_tls13(self.cipher_suite, secret)
             except (DecodeError, ValueError):
                 return None
+            st.early.seq = st.early_records  # those sent before the ServerHello came first
         try:
             inner, plain = st.early.decrypt(ct, version, payload)
         except DecodeError:
@@ -327,7 +332,14 @@ class TlsConnection:
         self._install(side, st, ts, events, "CLIENT_RANDOM", make, self.cipher_suite)
 
     def _install(
-        self, side: int, st: _Side, ts: int, events: list[TlsEvent], label: str, make: Any, suite: int
+        self,
+        side: int,
+        st: _Side,
+        ts: int,
+        events: list[TlsEvent],
+        label: str,
+        make: Any,
+        suite: int,
     ) -> None:
         secret = self._secret(label)
         if secret is None:

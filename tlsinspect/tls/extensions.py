@@ -86,5 +86,15 @@ def distinguished_names(r: Reader) -> tuple[bytes, ...]:
     return tuple(out)
 
 
+def psk_identities(data: bytes) -> tuple[bytes, ...]:
+    """The identities (tickets) of a ClientHello's pre_shared_key extension (RFC 8446 4.2.11)."""
+    r = Reader(data, "pre_shared_key").sub16("identities")
+    out = []
+    while r.remaining:
+        out.append(r.vec16("identity"))
+        r.u32("obfuscated_ticket_age")
+    return tuple(out)
+
+
 def certificate_authorities(data: bytes) -> tuple[bytes, ...]:
     return distinguished_names(Reader(data, "certificate_authorities"))

@@ -33,6 +33,7 @@ class ClientHello:
     supported_versions: tuple[int, ...] = ()
     session_ticket: bytes | None = None
     psk_offered: bool = False
+    psk_identities: tuple[bytes, ...] = ()  # TLS 1.3 tickets offered for resumption
     early_data: bool = False
     post_handshake_auth: bool = False
     ech: bool = False
@@ -168,6 +169,7 @@ def _client_hello(
     alpn = ext.find(exts, ext.ALPN)
     versions = ext.find(exts, ext.SUPPORTED_VERSIONS)
     ticket = ext.find(exts, ext.SESSION_TICKET)
+    psk = ext.find(exts, ext.PRE_SHARED_KEY)
     return ClientHello(
         legacy_version=legacy_version,
         random=random,
@@ -179,7 +181,8 @@ def _client_hello(
         alpn=ext.alpn(alpn) if alpn else (),
         supported_versions=ext.client_supported_versions(versions) if versions else (),
         session_ticket=ticket if ticket else None,
-        psk_offered=ext.find(exts, ext.PRE_SHARED_KEY) is not None,
+        psk_offered=psk is not None,
+        psk_identities=ext.psk_identities(psk) if psk else (),
         early_data=ext.find(exts, ext.EARLY_DATA) is not None,
         post_handshake_auth=ext.find(exts, ext.POST_HANDSHAKE_AUTH) is not None,
         ech=ext.find(exts, ext.ENCRYPTED_CLIENT_HELLO) is not None,
