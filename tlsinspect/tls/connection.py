@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ..errors import DecodeError
 from . import messages as m
 from . import registry as reg
+from .decrypt import RecordDecryptor
 from .handshake import HandshakeAssembler
 from .records import DONE, RECORDS, SSLV2_HELLO, RecordLayer
 
@@ -97,7 +98,6 @@ class _Side:
         "encrypted",
         "started",
         "decryptor",
-        "secret",
         "client",
         "failed",
         "finished",
@@ -111,7 +111,6 @@ class _Side:
         self.encrypted = False
         self.started = False
         self.decryptor: Any = None
-        self.secret = b""  # TLS 1.3: the traffic secret of the decryptor (for KeyUpdate)
         self.client = client  # this side sent the ClientHello (known once it is seen)
         self.failed = False  # decryption was tried and failed: stop trying
         self.finished = False  # this side's Finished was decrypted
@@ -257,13 +256,12 @@ class TlsConnection:
             inner, plain = st.decryptor.decrypt(ct, version, payload)
         except DecodeError as exc:
             early = self._early_data(st, ct, version, payload)
-            if early is not None:
-                st.decryptor.seq = seq  # that record was not under the handshake keys
             if early is None:
                 st.decryptor = None
                 st.failed = True
                 events.append(KeysMissing(side, ts, str(exc)))
                 return False
+            st.decryptor.seq = seq  # that record was not under the handshake keys
             inner, plain = early  # 0-RTT data (or EndOfEarlyData) sent after the ServerHello
         if self.watch:
             self.watch -= 1
@@ -286,8 +284,6 @@ class TlsConnection:
         if not (self.tls13 and st.client):
             return None
         if st.early is None:
-            from .decrypt import RecordDecryptor
-
             secret = self._secret("CLIENT_EARLY_TRAFFIC_SECRET")
             if secret is None:
                 return None
@@ -306,18 +302,13 @@ class TlsConnection:
         assert self.keys is not None
         return self.keys.get(self.client_random, label)
 
-    def _keys_tls13(self, ts: int, events: list[TlsEvent], stage: str) -> None:
-        """Install both directions' TLS 1.3 keys: `stage` "HANDSHAKE" or "" (application)."""
-        from .decrypt import RecordDecryptor
-
+    def _keys_tls13(self, ts: int, events: list[TlsEvent]) -> None:
+        """Install both directions' TLS 1.3 handshake keys (after the ServerHello)."""
         for side, st in enumerate(self.sides):
-            role = "CLIENT" if st.client else "SERVER"
-            label = f"{role}_HANDSHAKE_TRAFFIC_SECRET" if stage else f"{role}_TRAFFIC_SECRET_0"
+            label = f"{'CLIENT' if st.client else 'SERVER'}_HANDSHAKE_TRAFFIC_SECRET"
             self._install(side, st, ts, events, label, RecordDecryptor.for_tls13, self.cipher_suite)
 
     def _keys_tls12(self, side: int, st: _Side, ts: int, events: list[TlsEvent]) -> None:
-        from .decrypt import RecordDecryptor
-
         def make(suite: int, master: bytes) -> Any:
             return RecordDecryptor.for_tls12(
                 suite,
@@ -350,7 +341,6 @@ class TlsConnection:
                     KeysMissing(side, ts, f"no {label} in the key log for this client random")
                 )
             return
-        st.secret = secret
         try:
             st.decryptor = make(suite, secret)
         except (DecodeError, ValueError) as exc:
@@ -359,8 +349,6 @@ class TlsConnection:
             events.append(KeysMissing(side, ts, str(exc)))
 
     def _rekey_tls13(self, side: int, st: _Side, ts: int, events: list[TlsEvent]) -> None:
-        from .decrypt import RecordDecryptor
-
         label = "CLIENT_TRAFFIC_SECRET_0" if st.client else "SERVER_TRAFFIC_SECRET_0"
         self._install(side, st, ts, events, label, RecordDecryptor.for_tls13, self.cipher_suite)
 
@@ -421,7 +409,7 @@ class TlsConnection:
                     self.cipher_suite = msg.cipher_suite
                     self.etm = self.client_etm and any(t == 22 for t, _ in msg.extensions)
                     if self.tls13 and self.keys is not None and self.client_random:
-                        self._keys_tls13(ts, events, "HANDSHAKE")
+                        self._keys_tls13(ts, events)
             elif isinstance(msg, m.CertificateRequest):
                 self.cert_requested = True
             elif isinstance(msg, m.Finished) and decrypted:
