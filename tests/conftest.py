@@ -77,7 +77,7 @@ def run_tshark(
 
 
 def blind_verdict(truth: dict) -> str:
-    """The verdict a recorded session must get without its key log. A client authenticated only
-    later (TLS 1.2 renegotiation, TLS 1.3 post-handshake) did so in encrypted records, so what
-    the capture shows is the first handshake: one-way."""
-    return "one-way" if truth.get("later_auth") else truth["verdict"]
+    """The verdict a recorded session must get without its key log. A TLS 1.2 client asked for
+    its certificate only in a renegotiation did so in encrypted records: what the capture shows
+    is the first handshake, one-way. A TLS 1.3 post-handshake answer shows in record sizes."""
+    return "one-way" if truth.get("later_auth") == "renegotiation" else truth["verdict"]

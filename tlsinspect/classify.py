@@ -201,12 +201,18 @@ def infer_tls13(f: SessionFacts) -> Decision:
     if before == 0:
         if refused:
             return Decision(Verdict.FAILED, Basis.INFERRED, evidence + answer)
-        pha = (
-            "; the client offered post-handshake authentication, so a later CertificateRequest "
-            "may follow unseen (the key log shows it)"
-            if f.client_hello is not None and f.client_hello.post_handshake_auth
-            else ""
-        )
+        if f.client_hello is not None and f.client_hello.post_handshake_auth:
+            later = _post_handshake_answer(f, finished, overhead, len(client))
+            if later is not None:
+                return Decision(
+                    later[0], Basis.INFERRED, f"{evidence}: no client Certificate; {later[1]}"
+                )
+            pha = (
+                "; the client offered post-handshake authentication, and no answer to a later "
+                "CertificateRequest shows in the records followed"
+            )
+        else:
+            pha = ""
         return Decision(
             Verdict.ONE_WAY,
             Basis.INFERRED,
@@ -236,6 +242,48 @@ def infer_tls13(f: SessionFacts) -> Decision:
         Basis.OBSERVED,
         f"TLS 1.3 without a key log, and the record sizes do not tell ({evidence})",
     )
+
+
+def _post_handshake_answer(
+    f: SessionFacts, finished: int, overhead: int, flight_records: int
+) -> tuple[Verdict, str] | None:
+    """A client's answer to a post-handshake CertificateRequest (RFC 8446 4.6.2), from sizes.
+
+    After the handshake, a burst of two or more client records that ends with a record the size
+    of Finished, sent after a server record: [Certificate, CertificateVerify,] Finished. An
+    empty Certificate carries the request's context (up to 255 bytes) and no CertificateVerify.
+    """
+    records = f.after_hello
+    bursts: list[tuple[str, list[int]]] = []
+    for role, length in records:
+        if bursts and bursts[-1][0] == role:
+            bursts[-1][1].append(length)
+        else:
+            bursts.append((role, [length]))
+    seen_flight = False
+    for i, (role, sizes) in enumerate(bursts):
+        if role != "client":
+            continue
+        if not seen_flight:
+            seen_flight = True  # the handshake's own second flight
+            continue
+        if len(sizes) < 2 or sizes[-1] - overhead != finished or bursts[i - 1][0] != "server":
+            continue
+        plain = [n - overhead for n in sizes[:-1]]
+        shown = " + ".join(f"{n:,}" for n in sizes)
+        if len(plain) == 1 and plain[0] <= 8 + 255:
+            return (
+                Verdict.CERT_REQUESTED_NOT_SENT,
+                f"after the handshake the client answered a post-handshake CertificateRequest "
+                f"with {shown} bytes: an empty Certificate and Finished",
+            )
+        return (
+            Verdict.MUTUAL,
+            f"after the handshake the client answered a post-handshake CertificateRequest with "
+            f"{shown} bytes: a Certificate, CertificateVerify and Finished (post-handshake client "
+            "authentication)",
+        )
+    return None
 
 
 def _origin_text(origin: Origin | None, unknown: str) -> str:

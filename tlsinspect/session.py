@@ -22,7 +22,10 @@ from .tls.connection import (
 )
 
 MAX_HISTORY = 64  # messages kept per session for the report
-MAX_ENCRYPTED = 32  # encrypted records after the ServerHello whose sizes are kept (evidence)
+MAX_ENCRYPTED = 64  # encrypted records after the ServerHello whose sizes are kept (evidence)
+# A TLS 1.3 client that offered post-handshake authentication, seen without keys, is followed
+# for this many more records: its answer to a later CertificateRequest shows in their sizes.
+PHA_WATCH = 24
 
 
 @dataclass(slots=True)
@@ -92,6 +95,7 @@ class SessionFacts:
     later_request: str | None = None  # "renegotiation" or "post-handshake" client authentication
     renegotiation_seen: bool = False  # encrypted handshake records after the handshake (TLS 1.2)
     server_after_done: int = 0  # server records after a TLS <= 1.2 handshake completed
+    post_records: int = 0  # encrypted records after the handshake completed
     key_problems: list[str] = field(default_factory=list)  # why records could not be decrypted
     server_reply: list[int] = field(default_factory=list)  # TLS 1.3: lengths of the server's
     # first two records after the client's second flight
@@ -156,7 +160,12 @@ class SessionBuilder:
         f = self.facts
         if not f.handshake_done:
             return False
-        if f.tls13 or f.cert_request is not None or f.decrypted or f.renegotiation_seen:
+        if f.tls13:
+            ch = f.client_hello
+            if f.decrypted or ch is None or not ch.post_handshake_auth:
+                return True
+            return len(f.after_hello) >= MAX_ENCRYPTED or f.post_records >= PHA_WATCH
+        if f.cert_request is not None or f.decrypted or f.renegotiation_seen:
             return True
         # TLS <= 1.2 without a CertificateRequest: the classic server asks for the client
         # certificate in a renegotiation, whose HelloRequest is its first record after the
@@ -226,8 +235,10 @@ class SessionBuilder:
             f.finished.setdefault(role, ts)
             self._note(role, "encrypted_handshake")
             return
-        if role == "server" and not f.tls13 and f.handshake_done:
-            f.server_after_done += 1
+        if f.handshake_done:
+            if not f.tls13 and role == "server":
+                f.server_after_done += 1
+            f.post_records += 1
         n = f.app_data.get(role, 0)
         f.app_data[role] = n + 1
         if f.server_hello is None:
