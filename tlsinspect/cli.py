@@ -23,7 +23,7 @@ from .report.table import render
 from .x509 import Anchors, load_anchors
 
 # subcommand -> module under tlsinspect.commands with main(argv) -> int
-SUBCOMMANDS: dict[str, str] = {"check": "check"}
+SUBCOMMANDS: dict[str, str] = {"check": "check", "live": "live", "compare": "compare"}
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -59,6 +59,13 @@ def _parser() -> argparse.ArgumentParser:
         "streamed; csv: one row per session, streamed",
     )
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE, not stdout")
+    p.add_argument(
+        "--engine",
+        choices=("builtin", "tshark"),
+        default="builtin",
+        help="builtin (default): tlsinspect's own dissector; tshark: Wireshark's dissectors "
+        "through pyshark (slower, a second opinion; `tlsinspect compare` runs both)",
+    )
     return p
 
 
@@ -85,6 +92,10 @@ def analyze_main(argv: Sequence[str]) -> int:
             print(f"tlsinspect: {args.ca_bundle}: no PEM certificate read: {exc}", file=sys.stderr)
             return 2
     exporter = CertExport() if args.export_certs else None
+    if args.engine == "tshark":
+        from .commands.tshark_engine import analyze_main as tshark_main
+
+        return tshark_main(args, anchors, exporter)
     try:
         source = open_capture(args.capture)
     except TlsInspectError as exc:
