@@ -16,7 +16,7 @@ from . import read_keylogs
 from .capture import open_capture
 from .errors import TlsInspectError
 from .pipeline import Analyzer, CaptureKeys
-from .report.export import CertExport
+from .report.export import CertExport, write_and_tell
 from .report.schema import session_dict
 from .report.stream import STREAMED_FORMATS, write_streamed
 from .report.table import render
@@ -165,13 +165,8 @@ def analyze_main(argv: Sequence[str]) -> int:
         return 0
     if out is not sys.stdout:
         out.close()
-    if exporter is not None:
-        try:
-            n = exporter.write(args.export_certs)
-        except OSError as exc:
-            print(f"tlsinspect: {args.export_certs}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        print(f"tlsinspect: {n} certificates written to {args.export_certs}", file=sys.stderr)
+    if exporter is not None and write_and_tell(exporter, args.export_certs, "tlsinspect"):
+        return 2
     for p in problems if args.format != "table" else ():
         print(f"tlsinspect: {args.capture}: {p}", file=sys.stderr)
     return 0

@@ -13,17 +13,37 @@ from pathlib import Path
 
 import pytest
 from conftest import OWN, SHARED, run_tshark
-from test_vs_tshark import NAME_TO_TYPE, _decode_as, _endpoint
+from test_vs_tshark import ENDPOINT_FIELDS, NAME_TO_TYPE, _decode_as, _endpoint, endpoints
 
 import tlsinspect
 
 KEYED = [
     (OWN / "tls13.pcapng", OWN / "tls13.keylog"),
     (OWN / "demo.pcapng", OWN / "demo.keylog"),
-    (SHARED / "hotplace__tls13_TLS_AES_128_GCM_SHA256.pcapng", SHARED / "hotplace__tls13__sslkeylog"),
+    (
+        SHARED / "hotplace__tls13_TLS_AES_128_GCM_SHA256.pcapng",
+        SHARED / "hotplace__tls13__sslkeylog",
+    ),
     (SHARED / "scapy__tls_nss_example.pcap", SHARED / "scapy__tls_nss_example.keys.txt"),
 ]
 IDS = [c.name for c, _ in KEYED]
+
+
+def tshark_messages_with_keys(tshark: str, capture: Path, keylog: Path) -> dict:
+    rows = run_tshark(
+        tshark,
+        capture,
+        [*ENDPOINT_FIELDS, "tls.handshake.type"],
+        "tcp and tls.handshake.type",
+        decode_as=_decode_as(capture),
+        keylog=keylog,
+    )
+    theirs: dict[frozenset, list[tuple[str, int]]] = {}
+    for row in rows:
+        src, dst, (types,) = endpoints(row)
+        for t in types.split(","):
+            theirs.setdefault(frozenset((src, dst)), []).append((src, int(t)))
+    return theirs
 
 
 def by_client(sessions: list[dict]) -> dict[str, dict]:
@@ -48,21 +68,7 @@ def test_inferred_verdict_equals_decrypted_verdict(capture: Path, keylog: Path):
 
 @pytest.mark.parametrize("capture, keylog", KEYED, ids=IDS)
 def test_decrypted_messages_match_tshark_with_the_same_key_log(tshark, capture, keylog):
-    rows = run_tshark(
-        tshark,
-        capture,
-        ["ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport",
-         "tls.handshake.type"],
-        "tcp and tls.handshake.type",
-        decode_as=_decode_as(capture),
-        keylog=keylog,
-    )
-    theirs: dict[frozenset, list[tuple[str, int]]] = {}
-    for ip4s, ip6s, sport, ip4d, ip6d, dport, types in rows:
-        src = _endpoint(ip6s or ip4s, sport)
-        dst = _endpoint(ip6d or ip4d, dport)
-        for t in types.split(","):
-            theirs.setdefault(frozenset((src, dst)), []).append((src, int(t)))
+    theirs = tshark_messages_with_keys(tshark, capture, keylog)
     mine: dict[frozenset, list[tuple[str, int]]] = {}
     for s in tlsinspect.sessions(capture, keylog=keylog):
         c = _endpoint(s["client_ip"], s["client_port"])
@@ -86,7 +92,8 @@ def test_client_chain_of_a_decrypted_tls13_session():
     sessions = tlsinspect.sessions(OWN / "tls13.pcapng", keylog=OWN / "tls13.keylog")
     for t in truth:
         s = next(
-            x for x in sessions
+            x
+            for x in sessions
             if x["server_port"] == t["server_port"]
             and (t["client_port"] is None or x["client_port"] == t["client_port"])
         )
@@ -122,20 +129,38 @@ def test_wrong_key_and_missing_key_are_reported_on_the_session(tmp_path):
 def test_cli_keylog_option_and_secrets_embedded_in_pcapng(tmp_path, tshark):
     capture, keylog = OWN / "demo.pcapng", OWN / "demo.keylog"
     r = subprocess.run(
-        [sys.executable, "-m", "tlsinspect", "--format", "json", "--keylog", str(keylog),
-         str(capture)], capture_output=True, text=True, timeout=120,
+        [
+            sys.executable,
+            "-m",
+            "tlsinspect",
+            "--format",
+            "json",
+            "--keylog",
+            str(keylog),
+            str(capture),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert r.returncode == 0, r.stderr
     with_flag = json.loads(r.stdout)
     assert any(s["basis"] == "decrypted" for s in with_flag)
     editcap = Path(tshark).with_name("editcap")
     injected = tmp_path / "demo-dsb.pcapng"
-    subprocess.run([str(editcap), "--inject-secrets", f"tls,{keylog}", str(capture), str(injected)],
-                   check=True, capture_output=True)
-    embedded = json.loads(subprocess.run(
-        [sys.executable, "-m", "tlsinspect", "--format", "json", str(injected)],
-        capture_output=True, text=True, timeout=120,
-    ).stdout)
+    subprocess.run(
+        [str(editcap), "--inject-secrets", f"tls,{keylog}", str(capture), str(injected)],
+        check=True,
+        capture_output=True,
+    )
+    embedded = json.loads(
+        subprocess.run(
+            [sys.executable, "-m", "tlsinspect", "--format", "json", str(injected)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        ).stdout
+    )
     assert [(s["verdict"], s["basis"]) for s in embedded] == [
         (s["verdict"], s["basis"]) for s in with_flag
     ]

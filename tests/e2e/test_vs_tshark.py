@@ -38,28 +38,30 @@ def _decode_as(capture: Path) -> list[int]:
     return sorted(ports)
 
 
+ENDPOINT_FIELDS = ["ip.src", "ipv6.src", "tcp.srcport", "ip.dst", "ipv6.dst", "tcp.dstport"]
+
+
+def endpoints(row: list[str]) -> tuple[str, str, list[str]]:
+    """Source and destination of a tshark row that starts with ENDPOINT_FIELDS, and the rest.
+    Tunnels give several addresses: the innermost (last) one carries the TCP segment."""
+    ip4s, ip6s, sport, ip4d, ip6d, dport, *rest = row
+    src = _endpoint((ip6s or ip4s).split(",")[-1], sport.split(",")[-1])
+    dst = _endpoint((ip6d or ip4d).split(",")[-1], dport.split(",")[-1])
+    return src, dst, rest
+
+
 def tshark_messages(tshark: str, capture: Path) -> dict[frozenset, list[tuple[str, int]]]:
     """Plaintext handshake messages per TCP connection, as (sender endpoint, type) in order."""
     rows = run_tshark(
         tshark,
         capture,
-        [
-            "ip.src",
-            "ipv6.src",
-            "tcp.srcport",
-            "ip.dst",
-            "ipv6.dst",
-            "tcp.dstport",
-            "tls.handshake.type",
-        ],
+        [*ENDPOINT_FIELDS, "tls.handshake.type"],
         "tcp and tls.handshake.type",  # not QUIC's CRYPTO frames
         decode_as=_decode_as(capture),
     )
     out: dict[frozenset, list[tuple[str, int]]] = defaultdict(list)
-    for ip4s, ip6s, sport, ip4d, ip6d, dport, types in rows:
-        # tunnels give several addresses: the innermost (last) one carries the TCP segment
-        src = _endpoint((ip6s or ip4s).split(",")[-1], sport.split(",")[-1])
-        dst = _endpoint((ip6d or ip4d).split(",")[-1], dport.split(",")[-1])
+    for row in rows:
+        src, dst, (types,) = endpoints(row)
         for t in types.split(","):
             out[frozenset((src, dst))].append((src, int(t)))
     return out
@@ -95,12 +97,7 @@ def tshark_facts(tshark: str, capture: Path) -> dict[frozenset, dict[str, object
         tshark,
         capture,
         [
-            "ip.src",
-            "ipv6.src",
-            "tcp.srcport",
-            "ip.dst",
-            "ipv6.dst",
-            "tcp.dstport",
+            *ENDPOINT_FIELDS,
             "tls.handshake.type",
             "tls.handshake.extensions_server_name",
             "tls.handshake.ciphersuite",
@@ -113,9 +110,8 @@ def tshark_facts(tshark: str, capture: Path) -> dict[frozenset, dict[str, object
         decode_as=_decode_as(capture),
     )
     out: dict[frozenset, dict[str, object]] = {}
-    for ip4s, ip6s, sport, ip4d, ip6d, dport, types, sni, suites, sv, ver, certs, alerts in rows:
-        src = _endpoint((ip6s or ip4s).split(",")[-1], sport.split(",")[-1])
-        dst = _endpoint((ip6d or ip4d).split(",")[-1], dport.split(",")[-1])
+    for row in rows:
+        src, dst, (types, sni, suites, sv, ver, certs, alerts) = endpoints(row)
         facts = out.setdefault(
             frozenset((src, dst)),
             {"sni": None, "cipher": None, "version": None, "chains": {}, "alerts": []},

@@ -45,7 +45,7 @@ from ..capture.tshark import (
 from ..classify import classify
 from ..errors import TlsInspectError
 from ..pipeline import IDLE_TIMEOUT_NS, Analyzer, SessionRecord
-from ..report.export import CertExport
+from ..report.export import CertExport, write_and_tell
 from ..report.schema import session_dict
 from ..report.stream import STREAMED_FORMATS, write_streamed
 from ..report.table import render
@@ -595,10 +595,5 @@ def analyze_main(args: Namespace, anchors: Anchors | None, exporter: CertExport 
         if out is not sys.stdout:
             out.close()
     if exporter is not None:
-        try:
-            n = exporter.write(args.export_certs)
-        except OSError as exc:
-            print(f"{name}: {args.export_certs}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        print(f"{name}: {n} certificates written to {args.export_certs}", file=sys.stderr)
+        return write_and_tell(exporter, args.export_certs, name)
     return 0

@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import csv
 import json
+import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -109,3 +110,14 @@ class CertExport:
             w.writerow(INDEX_COLUMNS)
             w.writerows(rows)
         return len(index)
+
+
+def write_and_tell(exporter: CertExport, directory: str | Path, prog: str) -> int:
+    """Write the export, tell on stderr where it went; the exit code (2 when it cannot)."""
+    try:
+        n = exporter.write(directory)
+    except OSError as exc:
+        print(f"{prog}: {directory}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    print(f"{prog}: {n} certificates written to {directory}", file=sys.stderr)
+    return 0
