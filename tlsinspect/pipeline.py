@@ -381,18 +381,20 @@ class Analyzer:
             if end_kind == "rst" and facts.closed_ts is None:
                 facts.closed_ts = flow.last_ts
         facts.end_ts = max(facts.end_ts, flow.last_ts)
-        origin = self._origin(facts)
+        origin = self.origin_of(facts)
         decision = classify(facts, origin)
         c, s = facts.client_side, 1 - facts.client_side  # type: ignore[operator]
         client = (format_addr(facts.addrs[c]), facts.ports[c])  # type: ignore[index]
         server = (format_addr(facts.addrs[s]), facts.ports[s])
         self._index += 1
         record = SessionRecord(self._index, facts, decision, client, server, origin)
-        self._remember(record)
+        self.remember(record)
         self.stats.sessions += 1
         self._ready.append(record)
 
-    def _origin(self, f: SessionFacts) -> Origin | None:
+    def origin_of(self, f: SessionFacts) -> Origin | None:
+        """The full handshake a resumption resumes, if the capture showed it (by ticket or ID).
+        Public so that the tshark engine links resumptions by the same rules."""
         ch, sh = f.client_hello, f.server_hello
         if ch is None or sh is None:
             return None
@@ -407,7 +409,7 @@ class Analyzer:
             found = self._resumable.get(b"id:" + ch.session_id)
         return found
 
-    def _remember(self, r: SessionRecord) -> None:
+    def remember(self, r: SessionRecord) -> None:
         f = r.facts
         if r.decision.verdict not in (
             Verdict.MUTUAL,

@@ -454,7 +454,7 @@ class TsharkAnalyzer:
             if end_kind == "rst" and facts.closed_ts is None:
                 facts.closed_ts = flow.last_ts
         facts.end_ts = max(facts.end_ts, flow.last_ts)
-        origin = self._resumptions._origin(facts)
+        origin = self._resumptions.origin_of(facts)
         decision = classify(facts, origin)
         c = facts.client_side or 0
         client = flow.ends[c]
@@ -466,7 +466,7 @@ class TsharkAnalyzer:
             self.starttls[self._index] = named[0]
         if any(h is not None for h in flow.hole):
             self.lost_streams[self._index] = flow.stream
-        self._resumptions._remember(record)
+        self._resumptions.remember(record)
         self._ready.append(record)
 
     def session(self, r: SessionRecord, anchors: Anchors | None = None) -> dict[str, object]:
