@@ -19,7 +19,7 @@ from .pipeline import Analyzer, CaptureKeys
 from .report.export import CertExport, write_and_tell
 from .report.schema import session_dict
 from .report.stream import STREAMED_FORMATS, write_streamed
-from .report.table import render
+from .report.table import count, render
 from .x509 import Anchors, load_anchors
 
 # subcommand -> module under tlsinspect.commands with main(argv) -> int
@@ -150,9 +150,9 @@ def analyze_main(argv: Sequence[str]) -> int:
             out.write("\n")
         elif args.format == "table":
             header = (
-                f"{args.capture}: {source.format}, {packets:,} packets, "
-                f"{stats.tcp_packets:,} TCP, {stats.flows:,} TCP connections, "
-                f"{len(sessions or ()):,} TLS sessions"
+                f"{args.capture}: {source.format}, {count(packets, 'packet')} "
+                f"({stats.tcp_packets:,} TCP), {count(stats.flows, 'TCP connection')}, "
+                f"{count(len(sessions or ()), 'TLS session')}"
             )
             if stats.truncated:
                 problems.append(

@@ -48,7 +48,7 @@ from ..pipeline import IDLE_TIMEOUT_NS, Analyzer, SessionRecord
 from ..report.export import CertExport, write_and_tell
 from ..report.schema import session_dict
 from ..report.stream import STREAMED_FORMATS, write_streamed
-from ..report.table import render
+from ..report.table import count, render
 from ..session import SessionBuilder, SessionFacts
 from ..tls import messages as m
 from ..tls import registry as reg
@@ -579,8 +579,9 @@ def analyze_main(args: Namespace, anchors: Anchors | None, exporter: CertExport 
                 out.write("\n")
             else:
                 header = (
-                    f"{args.capture}: tshark engine, {run.analyzer.packets:,} TCP packets, "
-                    f"{len(run.analyzer.done):,} TCP connections, {len(sessions):,} TLS sessions"
+                    f"{args.capture}: tshark engine, {count(run.analyzer.packets, 'TCP packet')}, "
+                    f"{count(len(run.analyzer.done), 'TCP connection')}, "
+                    f"{count(len(sessions), 'TLS session')}"
                 )
                 out.write(render(sessions, header))
         out.flush()
