@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -81,3 +82,13 @@ def blind_verdict(truth: dict) -> str:
     its certificate only in a renegotiation did so in encrypted records: what the capture shows
     is the first handshake, one-way. A TLS 1.3 post-handshake answer shows in record sizes."""
     return "one-way" if truth.get("later_auth") == "renegotiation" else truth["verdict"]
+
+
+def run_cli(*args: str | Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m tlsinspect ARGS`, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "tlsinspect", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -25,6 +25,7 @@ from .net.link import locate_tcp
 from .net.reassembly import Gap, HalfStream
 from .session import SessionBuilder, SessionFacts
 from .tls.connection import KeySource, TlsConnection
+from .tls.keylog import KeyLog, keylog_from_secrets, parse_keylog
 from .x509 import cert_info
 
 _SEQ = struct.Struct(">I")
@@ -98,18 +99,12 @@ class _Flow:
         self.last_ts = ts
 
 
-TLS_KEY_LOG_SECRETS = 0x544C534B  # pcapng DSB secrets type "TLSK": an NSS key log
-
-
 class CaptureKeys:
     """The key log texts given by the user, plus the TLS key logs embedded in the capture's
     Decryption Secrets Blocks, merged as the reader meets them (a DSB precedes the packets it
     decrypts, so a lookup at ServerHello time sees it)."""
 
     def __init__(self, texts: list[bytes], secrets: list[tuple[int, bytes]]) -> None:
-        from .tls.keylog import KeyLog, parse_keylog
-
-        self._parse = parse_keylog
         self.log = KeyLog()
         for text in texts:
             self.log.merge(parse_keylog(text))
@@ -128,12 +123,9 @@ class CaptureKeys:
         return self.log.get(client_random, label)
 
     def _merge(self) -> None:
-        secrets = self._secrets
-        while self._merged < len(secrets):
-            kind, data = secrets[self._merged]
-            self._merged += 1
-            if kind == TLS_KEY_LOG_SECRETS:
-                self.log.merge(self._parse(data))
+        if self._merged < len(self._secrets):
+            self.log.merge(keylog_from_secrets(self._secrets[self._merged :]))
+            self._merged = len(self._secrets)
 
 
 def _reverse(key: bytes) -> bytes:

@@ -4,23 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
-from conftest import OWN, SHARED
+from conftest import OWN, SHARED, run_cli
 
 DEMO = OWN / "demo.pcapng"
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tlsinspect", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+run = run_cli
 
 
 def test_table_report_on_the_demo_capture():

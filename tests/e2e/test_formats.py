@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import OWN
+from conftest import OWN, run_cli
 
 from tlsinspect import cli
 from tlsinspect.report.flat import columns
@@ -20,13 +20,7 @@ DEMO = OWN / "demo.pcapng"
 TLS12 = OWN / "tls12.pcapng"
 
 
-def run(*args: str | Path) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tlsinspect", *map(str, args)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+run = run_cli
 
 
 def json_sessions(capture: Path) -> list[dict]:
