@@ -108,6 +108,16 @@ def _tree(ch: list[dict[str, object]], chain_checks: list[dict[str, str]]) -> li
     return out
 
 
+def _ca_list(s: dict[str, object], most: int = 4) -> str:
+    """The CertificateRequest's CA names by their CN, the first few of them."""
+    names = [str(n) for n in s.get("requested_ca_names") or []]  # type: ignore[attr-defined]
+    if not names:
+        return "any (the CertificateRequest lists no CA names)"
+    cns = [n.rsplit("CN=", 1)[-1] if "CN=" in n else n for n in names]
+    shown = ", ".join(f"'{cn}'" for cn in cns[:most])
+    return shown + (f" and {len(cns) - most} more" if len(cns) > most else "")
+
+
 def _short_cipher(name: object) -> str:
     """TLS_ECDHE_RSA_WITH_AES_256_GCM_SHA384 -> ECDHE_RSA_WITH_AES_256_GCM_SHA384."""
     if not name:
@@ -154,6 +164,8 @@ def render(
             ]
         )
         reasons.append(f"  #{idx} {s['verdict']}: {s['reason']}")
+        if s.get("cert_requested"):
+            reasons.append(f"      client CAs the server accepts: {_ca_list(s)}")
         if s.get("diagnosis"):
             reasons.append(f"      diagnosis: {s['diagnosis']}")
         summaries = s.get("chain_checks")
