@@ -22,6 +22,8 @@ def test_table_report_on_the_demo_capture():
     assert f"{len(truth['sessions'])} TLS sessions" in r.stdout
     assert "Certificate chains (leaf first):" in r.stdout
     assert "Totals:" in r.stdout
+    asked = [s for s in json.loads(run("--format", "json", DEMO).stdout) if s["cert_requested"]]
+    assert r.stdout.count("client CAs the server accepts: ") == len(asked) > 0
     for s in truth["sessions"]:
         for cn in s["client_chain"] or []:
             if s["tls_version"] == "TLS 1.2":
