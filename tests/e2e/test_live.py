@@ -257,9 +257,32 @@ class Live:
         return rc
 
 
-def start_live(net: Net, *args: str) -> Live:
+ENGINES = ["builtin", "tshark"]
+
+
+@pytest.fixture(params=ENGINES)
+def engine(request: pytest.FixtureRequest) -> str:
+    """Each live test runs with both engines: tlsinspect's own, and dumpcap + tshark."""
+    if request.param == "tshark" and not (shutil.which("tshark") and shutil.which("dumpcap")):
+        pytest.skip("tshark and dumpcap are not installed")
+    return str(request.param)
+
+
+def start_live(net: Net, engine: str, *args: str) -> Live:
     cmd = net.in_client(
-        [sys.executable, "-m", "tlsinspect", "live", "-i", net.iface, "--filter", net.bpf, *args]
+        [
+            sys.executable,
+            "-m",
+            "tlsinspect",
+            "live",
+            "-i",
+            net.iface,
+            "--filter",
+            net.bpf,
+            "--engine",
+            engine,
+            *args,
+        ]
     )
     proc = subprocess.Popen(
         cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1
@@ -339,11 +362,12 @@ def client(net: Net, pki: Path, tmp_path: Path, port: int, cert: bool, keylog: P
 # -- the tests -----------------------------------------------------------------------------------
 
 
-def test_verdicts_stream_out_and_the_written_capture_agrees(servers, pki, tmp_path, tshark):
+def test_verdicts_stream_out_and_the_written_capture_agrees(servers, pki, tmp_path, tshark, engine):
     out = tmp_path / "out.pcapng"
     keylog = tmp_path / "keys.log"  # does not exist yet: the first client creates it
     live = start_live(
         servers,
+        engine,
         "--format",
         "jsonl",
         "--write",
@@ -417,9 +441,9 @@ def test_verdicts_stream_out_and_the_written_capture_agrees(servers, pki, tmp_pa
             assert reread[port][k] == s[k], (port, k)
 
 
-def test_sigint_mid_handshake_reports_the_open_session(servers, pki, tmp_path, tshark):
+def test_sigint_mid_handshake_reports_the_open_session(servers, pki, tmp_path, tshark, engine):
     out = tmp_path / "cut.pcapng"
-    live = start_live(servers, "--write", str(out), "--duration", "60")
+    live = start_live(servers, engine, "--write", str(out), "--duration", "60")
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     hanging = subprocess.Popen(
@@ -457,17 +481,17 @@ def test_sigint_mid_handshake_reports_the_open_session(servers, pki, tmp_path, t
     assert r.returncode == 0 and "Client Hello" in r.stdout, r.stderr
 
 
-def test_sigterm_and_duration_and_count_end_the_capture(servers, pki, tmp_path):
-    live = start_live(servers, "--format", "jsonl", "--duration", "60")
+def test_sigterm_and_duration_and_count_end_the_capture(servers, pki, tmp_path, engine):
+    live = start_live(servers, engine, "--format", "jsonl", "--duration", "60")
     assert live.stop(signal.SIGTERM) == 0
     assert "0 TLS sessions" in "".join(live.err)
 
     t0 = time.monotonic()
-    live = start_live(servers, "--format", "jsonl", "--duration", "1")
+    live = start_live(servers, engine, "--format", "jsonl", "--duration", "1")
     assert live.proc.wait(timeout=20) == 0
     assert time.monotonic() - t0 < 15
 
-    live = start_live(servers, "--format", "jsonl", "--count", "3", "--duration", "60")
+    live = start_live(servers, engine, "--format", "jsonl", "--count", "3", "--duration", "60")
     client(servers, pki, tmp_path, ONE_WAY_PORT, False, None)
     assert live.proc.wait(timeout=20) == 0
     time.sleep(0.2)
@@ -485,26 +509,32 @@ def run_live(*args: str, prefix: list[str] | None = None) -> subprocess.Complete
     )
 
 
-def test_unknown_interface_is_one_line_and_exit_2():
-    r = run_live("-i", "nosuch-if0", "--duration", "1")
+def test_unknown_interface_is_one_line_and_exit_2(engine):
+    r = run_live("-i", "nosuch-if0", "--duration", "1", "--engine", engine)
     assert r.returncode == 2
     assert r.stderr.strip().splitlines() == [
         "tlsinspect live: nosuch-if0: no such network interface"
     ]
 
 
-def test_bad_filter_is_one_line_and_exit_2():
-    r = run_live("-i", "lo", "--filter", "tcp port", "--duration", "1")
+def test_bad_filter_is_one_line_and_exit_2(engine):
+    r = run_live("-i", "lo", "--filter", "tcp port", "--duration", "1", "--engine", engine)
     assert r.returncode == 2
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("tlsinspect live: capture filter 'tcp port'")
 
 
 @pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) not installed")
-def test_permission_denied_is_one_line_and_exit_2():
+def test_permission_denied_is_one_line_and_exit_2(engine):
     # root without CAP_NET_RAW cannot open a packet socket
     r = run_live(
-        "-i", "lo", "--duration", "1", prefix=["setpriv", "--bounding-set", "-net_raw", "--"]
+        "-i",
+        "lo",
+        "--duration",
+        "1",
+        "--engine",
+        engine,
+        prefix=["setpriv", "--bounding-set", "-net_raw", "--"],
     )
     assert r.returncode == 2, r.stderr
     lines = r.stderr.strip().splitlines()

@@ -1,7 +1,11 @@
 """`tlsinspect live -i IFACE`: watch an interface and print each TLS session as it is decided.
 
     tlsinspect live -i IFACE [--filter BPF] [--duration S] [--count N] [--write FILE.pcapng]
-                    [--format table|jsonl] [--keylog FILE]
+                    [--format table|jsonl] [--keylog FILE] [--engine builtin|tshark]
+
+`--engine tshark` (`_capture_tshark`): `capture.tshark.TsharkLive` runs dumpcap and tshark, and
+the tshark engine's `TsharkAnalyzer` decides; output, statistics and stopping are shared with
+the built-in engine, described below.
 
 Packets come from `capture.live` (scapy, kernel BPF filter, default `tcp`) through a bounded
 queue into the same `pipeline.Analyzer` as capture files, which yields each session as soon as
@@ -35,16 +39,18 @@ import sys
 import threading
 import time
 from collections import Counter, OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from types import FrameType
 from typing import Any, TextIO
 
 from ..capture.live import CaptureStats, LiveCaptureError, LiveSource
 from ..capture.pcapng_writer import PcapngWriter
+from ..capture.tshark import TsharkError, TsharkLive
 from ..pipeline import Analyzer, SessionRecord
 from ..report.schema import session_dict
 from ..report.table import VERDICT_ORDER
 from ..tls.keylog import KeyLog, parse_keylog
+from .tshark_engine import TsharkAnalyzer
 
 POLL = 0.2  # seconds between checks of the stop conditions while no packet comes
 FLUSH_EVERY = 1.0  # seconds between flushes of the --write file
@@ -165,10 +171,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     p.add_argument(
         "--engine",
-        choices=("builtin",),
+        choices=("builtin", "tshark"),
         default="builtin",
-        help="only the built-in dissector captures live; to see tshark's view, --write the "
-        "capture and run `tlsinspect compare` on it",
+        help="builtin (default): tlsinspect's own dissector, memory bounded over hours; "
+        "tshark: dumpcap captures and tshark dissects (Wireshark's dissectors, a second "
+        "opinion; tshark's memory grows with the connections it has seen)",
     )
     return p
 
@@ -204,9 +211,17 @@ def _totals(verdicts: Counter[str]) -> str:
 
 
 def statistics_lines(
-    iface: str, stats: CaptureStats, analysed: int, verdicts: Counter[str], seconds: float
+    iface: str,
+    stats: CaptureStats,
+    analysed: int,
+    verdicts: Counter[str],
+    seconds: float,
+    own: str = "tlsinspect",
 ) -> list[str]:
-    """The end-of-capture report: what was seen, what was lost, how many sessions."""
+    """The end-of-capture report: what was seen, what was lost, how many sessions.
+
+    `own`: the program whose queue drops packets when the analysis falls behind.
+    """
     seen = f"{analysed:,} packets"
     if analysed != stats.captured:  # --count reached, or a second Ctrl-C
         seen += f" analysed of {stats.captured:,}"
@@ -217,7 +232,7 @@ def statistics_lines(
     )
     lines = [
         f"{iface}: {seen} captured in {seconds:.1f} s, {kernel}, "
-        f"{stats.queue_drops:,} dropped by tlsinspect (analysis behind); {_totals(verdicts)}"
+        f"{stats.queue_drops:,} dropped by {own} (analysis behind); {_totals(verdicts)}"
     ]
     lost = (stats.kernel_drops or 0) + stats.queue_drops
     if lost:
@@ -234,6 +249,7 @@ class _Stop:
     def __init__(self) -> None:
         self.event = threading.Event()
         self.why = ""
+        self.on_set: Callable[[], None] | None = None  # called once, maybe in a signal handler
         self._previous: dict[int, Any] = {}
 
     def install(self) -> None:
@@ -257,6 +273,8 @@ class _Stop:
         if not self.event.is_set():
             self.why = why
             self.event.set()
+            if self.on_set is not None:
+                self.on_set()
 
 
 class _Feed:
@@ -331,18 +349,16 @@ def main(argv: Sequence[str]) -> int:
         return _fail("--count must be at least 1")
     if args.duration is not None and args.duration <= 0:
         return _fail("--duration must be more than 0")
-    keys: GrowingKeyLog | None = None
-    if args.keylog:
-        if not os.path.isfile(args.keylog) and not os.path.isdir(
-            os.path.dirname(args.keylog) or "."
-        ):
+    if args.keylog and not os.path.isfile(args.keylog):
+        if not os.path.isdir(os.path.dirname(args.keylog) or "."):
             return _fail(f"key log {args.keylog}: no such file or directory")
-        keys = GrowingKeyLog(args.keylog)  # may not exist yet: the client creates it
-    source = LiveSource(args.interface, args.filter)
+        # else it may not exist yet: the client creates it
     stop = _Stop()
     stop.install()
     try:
-        return _capture(args, source, stop, keys)
+        if args.engine == "tshark":
+            return _capture_tshark(args, stop)
+        return _capture(args, stop)
     finally:
         stop.restore()
 
@@ -352,9 +368,56 @@ def _fail(message: str) -> int:
     return 2
 
 
-def _capture(
-    args: argparse.Namespace, source: LiveSource, stop: _Stop, keys: GrowingKeyLog | None
-) -> int:
+class _Output:
+    """Where sessions and statistics go: jsonl puts the statistics on stderr."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.jsonl = args.format == "jsonl"
+        self.out: TextIO = sys.stdout
+        self.info: TextIO = sys.stderr if self.jsonl else sys.stdout
+        self.verdicts: Counter[str] = Counter()
+
+    def header(self, args: argparse.Namespace, how: str) -> None:
+        what = f" filter {args.filter!r}" if args.filter else ""
+        self.info.write(
+            f"{NAME + ': ' if self.jsonl else ''}capturing on {args.interface} ({how})"
+            f"{what}; Ctrl-C to stop\n"
+        )
+        self.info.flush()
+
+    def sessions(
+        self,
+        records: Iterable[SessionRecord],
+        as_dict: Callable[[SessionRecord], dict[str, object]],
+        stop: _Stop,
+    ) -> None:
+        """Print each session as it comes, until the records end (or a second Ctrl-C)."""
+        try:
+            for r in records:
+                s = as_dict(r)
+                self.verdicts[str(s["verdict"])] += 1
+                self.out.write((json.dumps(s) if self.jsonl else table_line(s)) + "\n")
+                self.out.flush()
+        except BrokenPipeError:
+            stop.set("closed output")
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except KeyboardInterrupt:
+            pass  # a second Ctrl-C: stop without waiting for the open sessions
+
+    def statistics(self, lines: list[str]) -> None:
+        try:
+            for line in lines:
+                prefix = f"{NAME}: " if self.jsonl else "-- "
+                self.info.write(prefix + line + "\n")
+            self.info.flush()
+        except BrokenPipeError:
+            pass
+
+
+def _capture(args: argparse.Namespace, stop: _Stop) -> int:
+    keys = GrowingKeyLog(args.keylog) if args.keylog else None
+    source = LiveSource(args.interface, args.filter)
     try:
         source.start()
     except LiveCaptureError as exc:
@@ -371,29 +434,12 @@ def _capture(
         writer = PcapngWriter(
             fh, source.linktype, source.snaplen, if_name=args.interface, bpf=args.filter
         )
-    out: TextIO = sys.stdout
-    jsonl = args.format == "jsonl"
-    info: TextIO = sys.stderr if jsonl else sys.stdout
-    what = f" filter {args.filter!r}" if args.filter else ""
-    info.write(
-        f"{NAME + ': ' if jsonl else ''}capturing on {args.interface} ({source.linktype_name})"
-        f"{what}; Ctrl-C to stop\n"
-    )
-    info.flush()
-    verdicts: Counter[str] = Counter()
+    output = _Output(args)
+    output.header(args, source.linktype_name)
     deadline = started + args.duration if args.duration else None
-    analyzer = Analyzer(keys)
     feed = _Feed(source, stop, deadline, args.count, writer, keys)
-    records = analyzer.run(feed)
     try:
-        for r in records:
-            _print(r, out, jsonl, verdicts)
-    except BrokenPipeError:
-        stop.set("closed output")
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-    except KeyboardInterrupt:
-        pass  # a second Ctrl-C: stop without waiting for the open sessions
+        output.sessions(Analyzer(keys).run(feed), session_dict, stop)
     finally:
         source.stop()
         if writer is not None:
@@ -406,21 +452,57 @@ def _capture(
             )
             writer.close()
     lines = statistics_lines(
-        args.interface, source.stats, feed.packets, verdicts, time.monotonic() - started
+        args.interface, source.stats, feed.packets, output.verdicts, time.monotonic() - started
     )
     if writer is not None:
         lines.append(f"{writer.packets:,} packets written to {args.write}")
-    try:
-        for line in lines:
-            info.write(("" if jsonl else "-- ") + (f"{NAME}: " if jsonl else "") + line + "\n")
-        info.flush()
-    except BrokenPipeError:
-        pass
+    output.statistics(lines)
     return 0
 
 
-def _print(r: SessionRecord, out: TextIO, jsonl: bool, verdicts: Counter[str]) -> None:
-    s = session_dict(r)
-    verdicts[str(s["verdict"])] += 1
-    out.write((json.dumps(s) if jsonl else table_line(s)) + "\n")
-    out.flush()
+def _capture_tshark(args: argparse.Namespace, stop: _Stop) -> int:
+    """`--engine tshark`: dumpcap captures, tshark dissects, the tshark engine decides.
+
+    Every stop condition ends at dumpcap: --count and (through a timer) --duration, a signal
+    through `_Stop.on_set`. dumpcap closes its pipe, tshark dissects what is left and ends, the
+    packets run out, and the open sessions are logged as at the end of a file.
+    """
+    source = TsharkLive(
+        args.interface, args.filter, keylog=args.keylog, write=args.write, count=args.count
+    )
+    try:
+        source.start()
+    except (LiveCaptureError, TsharkError) as exc:
+        return _fail(str(exc))
+    started = time.monotonic()
+    stop.on_set = source.stop
+    timer = threading.Timer(args.duration, stop.set, ("duration",)) if args.duration else None
+    if timer is not None:
+        timer.daemon = True
+        timer.start()
+    output = _Output(args)
+    output.header(args, "dumpcap, dissected by tshark")
+    analyzer = TsharkAnalyzer(decrypting=bool(args.keylog))
+    failure = ""
+    try:
+        output.sessions(analyzer.run(source.packets()), analyzer.session, stop)
+    except TsharkError as exc:
+        failure = str(exc)
+    finally:
+        if timer is not None:
+            timer.cancel()
+        source.close()
+    lines = statistics_lines(
+        args.interface,
+        source.stats,
+        analyzer.packets,
+        output.verdicts,
+        time.monotonic() - started,
+        own="dumpcap",
+    )
+    if args.write:
+        lines.append(f"{source.stats.captured:,} packets written to {args.write}")
+    output.statistics(lines)
+    if failure:
+        return _fail(failure)
+    return 0
