@@ -12,12 +12,14 @@ a reset, on the close of both directions, when it idles out (packet time), or at
 
 from __future__ import annotations
 
+import hashlib
 import struct
 from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
+from .capture.skip import SkipFilter
 from .classify import Decision, Origin, classify
 from .model import Verdict
 from .net.ip import format_addr
@@ -46,7 +48,8 @@ IDLE_TIMEOUT_NS = 300 * 10**9  # an undecided flow silent this long (packet time
 # forgets those still stale, so a decided flow idle for 5 to 10 minutes is forgotten, as Zeek's
 # tcp_inactivity_timeout does. Its later packets then start a new, joined-late flow.
 DECIDED_SWEEP_NS = 300 * 10**9
-SWEEP_EVERY = 1 << 16  # packets between idle sweeps
+SWEEP_EVERY = 1 << 16  # packets between idle sweeps, or:
+SWEEP_EVERY_NS = 10 * 10**9  # packet time between them (a live capture may see few packets)
 MAX_RESUMABLE = 1 << 16  # session IDs / tickets remembered for resumption lookups
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
@@ -128,6 +131,12 @@ class CaptureKeys:
             self._merged = len(self._secrets)
 
 
+def _ticket_key(ticket: bytes) -> bytes:
+    """A session ticket as a key of the resumption table: its 16-byte BLAKE2b digest, so that
+    the table's memory does not depend on ticket sizes (often 200+ bytes in TLS 1.3)."""
+    return b"tk:" + hashlib.blake2b(ticket, digest_size=16).digest()
+
+
 def _reverse(key: bytes) -> bytes:
     n = (len(key) - 4) // 2
     return key[n : 2 * n] + key[:n] + key[2 * n + 2 :] + key[2 * n : 2 * n + 2]
@@ -156,6 +165,16 @@ class Analyzer:
         n = 0
         stale = _STALE
         next_sweep = SWEEP_EVERY
+        sweep_at = 0  # packet time of the next sweep (the first packet sets it)
+        skip = None
+        push = getattr(packets, "push_skip", None)
+        if push is not None:
+            # The hot path below, run inside a capture file reader's own loop: a packet of a
+            # decided flow is then dropped there, before it costs a tuple, a copy of its bytes
+            # and a generator step. (A frame of 47 bytes or less is not dropped there: the hot
+            # path below skips it.)
+            skip = SkipFilter(1, 26, 38, flows, done, 47, 7)
+            push(skip)
         for n, (ts, linktype, data, orig_len, _iface) in enumerate(packets, 1):  # noqa: B007
             if linktype == 1:
                 # The hot path: a packet of a decided flow on Ethernet/IPv4 costs this lookup of
@@ -166,8 +185,9 @@ class Analyzer:
                             continue
                     except IndexError:
                         continue
-            if n >= next_sweep:
+            if n >= next_sweep or ts >= sweep_at:
                 next_sweep = n + SWEEP_EVERY
+                sweep_at = ts + SWEEP_EVERY_NS
                 self._sweep(ts)
                 if ready:
                     yield from ready
@@ -209,7 +229,7 @@ class Analyzer:
             if ready:
                 yield from ready
                 ready.clear()
-        stats.packets += n
+        stats.packets += n + (skip.skipped if skip is not None else 0)
         self.finish()
         yield from ready
         ready.clear()
@@ -393,10 +413,10 @@ class Analyzer:
         found = None
         if sh.psk_accepted:  # TLS 1.3: the ticket is the PSK identity (readable in the hello)
             for identity in ch.psk_identities:
-                found = found or self._resumable.get(b"tk:" + identity)
+                found = found or self._resumable.get(_ticket_key(identity))
             return found
         if ch.session_ticket:
-            found = self._resumable.get(b"tk:" + ch.session_ticket)
+            found = self._resumable.get(_ticket_key(ch.session_ticket))
         if found is None and ch.session_id and ch.session_id == sh.session_id:
             found = self._resumable.get(b"id:" + ch.session_id)
         return found
@@ -418,7 +438,7 @@ class Analyzer:
         keys = []
         if f.server_hello is not None and f.server_hello.session_id:
             keys.append(b"id:" + f.server_hello.session_id)
-        keys.extend(b"tk:" + t for t in f.session_tickets)
+        keys.extend(_ticket_key(t) for t in f.session_tickets)
         for k in keys:
             self._resumable[k] = origin
             self._resumable.move_to_end(k)

@@ -28,9 +28,10 @@ import zlib
 from collections.abc import Callable, Iterator
 
 from tlsinspect.capture import pcap, pcapng
+from tlsinspect.capture.skip import SkipFilter
 from tlsinspect.errors import CaptureError, NotACapture
 
-__all__ = ["CaptureSource", "open_capture"]
+__all__ = ["CaptureSource", "SkipFilter", "open_capture"]
 
 Record = tuple[int, int, bytes, int, int]
 
@@ -45,11 +46,13 @@ _GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
 
 
 class ReadState:
-    """Counters and findings a record reader updates while it runs."""
+    """Counters and findings a record reader updates while it runs, and the filter the consumer
+    pushed down to it."""
 
-    __slots__ = ("packets", "bytes_read", "problems", "secrets", "tell")
+    __slots__ = ("packets", "bytes_read", "problems", "secrets", "tell", "skip")
 
     def __init__(self, tell: Callable[[], int]) -> None:
+        self.skip: SkipFilter | None = None
         self.packets = 0
         self.bytes_read = 0
         self.problems: list[str] = []
@@ -65,7 +68,7 @@ class CaptureSource:
         path: the path the source was opened with.
         size: the size of the file in bytes (compressed size for a gzip file).
         problems: sentences telling what was skipped and why (truncation, damaged blocks...).
-        packets: how many records were yielded so far.
+        packets: how many records were read so far (yielded, or dropped by a `SkipFilter`).
         bytes_read: how many bytes of the file were read so far (compressed bytes for a gzip
             file), so that ``bytes_read / size`` tells the progress.
         secrets: pcapng Decryption Secrets Blocks met so far, as (secrets_type, data); the TLS
@@ -106,6 +109,11 @@ class CaptureSource:
 
     def __iter__(self) -> Iterator[Record]:
         return self._records
+
+    def push_skip(self, skip: SkipFilter) -> None:
+        """Have the reader drop the records `skip` matches, from its next chunk on (see
+        `capture.skip`); `packets` still counts them."""
+        self._state.skip = skip
 
     def close(self) -> None:
         """Stop reading and close the file; iterating afterwards yields nothing."""

@@ -79,6 +79,8 @@ def read_records(
 
     Records are sliced out of chunks of ``chunk_size`` bytes. The record cut by the end of a
     chunk is completed with a small read of its missing bytes, so that chunks are never copied.
+
+    A `SkipFilter` in ``state.skip`` (read at each chunk) drops the records it matches here.
     """
     unpack = struct.Struct(header.byteorder + "IIII").unpack_from
     unit = header.ts_unit_ns
@@ -93,6 +95,13 @@ def read_records(
     while True:
         end = len(buf)
         limit = end - hsize
+        skip = state.skip
+        if skip is not None and skip.linktype == linktype:
+            get, value, ks, ke = skip.table.get, skip.value, skip.key_start, skip.key_end
+            fl, mask = skip.flags_at, skip.flags_mask
+        else:
+            get, value, ks, ke, fl, mask = {}.get, None, 0, 0, 1 << 62, 0
+        skipped = 0
         while pos <= limit:
             sec, frac, caplen, orig_len = unpack(buf, pos)
             start = pos + hsize
@@ -100,9 +109,17 @@ def read_records(
             if nxt > end or caplen > max_caplen:
                 break
             count += 1
+            if caplen > fl and get(buf[start + ks : start + ke]) is value:
+                if not buf[start + fl] & mask:
+                    skipped += 1
+                    pos = nxt
+                    continue
             state.packets = count
             yield (sec * 1_000_000_000 + frac * unit, linktype, buf[start:nxt], orig_len, 0)
             pos = nxt
+        if skipped:
+            skip.skipped += skipped
+            state.packets = count
 
         if pos < end:
             # A record cut by the end of the chunk (or a damaged one): complete it on its own.

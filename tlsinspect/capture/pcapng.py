@@ -187,6 +187,13 @@ def read_records(
     while stop is None:
         end = len(buf)
         limit = end - 28
+        skip = state.skip  # a SkipFilter pushed down by the consumer: read at each chunk
+        if skip is not None:
+            get, value, ks, ke = skip.table.get, skip.value, skip.key_start, skip.key_end
+            fl, mask, skip_link = skip.flags_at, skip.flags_mask, skip.linktype
+        else:
+            get, value, ks, ke, fl, mask, skip_link = {}.get, None, 0, 0, 1 << 62, 0, -1
+        skipped = 0
         while True:
             if pos <= limit:
                 # One unpack at nxt - 4 checks a block's trailing length and reads the header
@@ -205,14 +212,23 @@ def read_records(
                                 unknown.setdefault(ifid, [0, base + pos])[0] += 1
                                 pos = nxt
                                 continue
+                            count += 1
+                            start = pos + 28
                             if div:
                                 ts = (hi << 32 | lo) * mul // div + off
                             else:
                                 ts = (hi << 32 | lo) * mul
-                            last_ts = ts
-                            count += 1
+                            last_ts = ts  # a simple packet block after this one takes it
+                            if (
+                                caplen > fl
+                                and linktype == skip_link
+                                and get(buf[start + ks : start + ke]) is value
+                                and not buf[start + fl] & mask
+                            ):
+                                skipped += 1
+                                pos = nxt
+                                continue
                             state.packets = count
-                            start = pos + 28
                             yield (ts, linktype, buf[start : start + caplen], orig_len, iface)
                             pos = nxt
                             continue
@@ -348,6 +364,9 @@ def read_records(
             # Any other block type is skipped.
             pos = nxt
 
+        if skipped:
+            skip.skipped += skipped
+            state.packets = count
         if stop is not None:
             break
         if pos < end:
