@@ -99,3 +99,49 @@ def _ip_start(data: bytes, t: int) -> int:
         return t - 20
     assert data[t - 40] >> 4 == 6, "only IPv4 without options or plain IPv6"
     return t - 40
+
+
+def fragment(p: Packet, size: int, ident: int, reverse: bool = False) -> list[Packet]:
+    """Cut a TCP packet's IP datagram into fragments of at most `size` payload bytes (a multiple
+    of 8), as a router on a path with a smaller MTU does (IPv4: MF and offset in the header;
+    IPv6: a fragment header, as the sending host does); `reverse` sends the last one first.
+    Packets whose IP payload fits are returned as they are."""
+    assert size % 8 == 0
+    ts, lt, data, _orig, iface = p
+    loc = locate_tcp(lt, data)
+    if loc is None:
+        return [p]
+    _, _, t, end = loc
+    ip = _ip_start(data, t)
+    payload = data[t:end]
+    if len(payload) <= size:
+        return [p]
+    link = data[:ip]
+    out = []
+    for off in range(0, len(payload), size):
+        part = payload[off : off + size]
+        more = off + size < len(payload)
+        if data[ip] >> 4 == 4:
+            head = bytearray(data[ip:t])
+            head[2:4] = (len(head) + len(part)).to_bytes(2, "big")
+            head[4:6] = (ident & 0xFFFF).to_bytes(2, "big")
+            head[6:8] = ((0x2000 if more else 0) | off >> 3).to_bytes(2, "big")
+            head[10:12] = b"\x00\x00"
+            head[10:12] = _checksum(bytes(head)).to_bytes(2, "big")
+            frame = link + bytes(head) + part
+        else:
+            head = bytearray(data[ip : ip + 40])
+            nh = head[6]
+            head[6] = 44
+            head[4:6] = (8 + len(part)).to_bytes(2, "big")
+            frag = bytes((nh, 0)) + (off | more).to_bytes(2, "big") + ident.to_bytes(4, "big")
+            frame = link + bytes(head) + frag + part
+        out.append((ts, lt, frame, len(frame), iface))
+    return out[::-1] if reverse else out
+
+
+def _checksum(header: bytes) -> int:
+    total = sum(int.from_bytes(header[i : i + 2], "big") for i in range(0, len(header), 2))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return ~total & 0xFFFF

@@ -98,7 +98,7 @@ def _abort(f: SessionFacts, stage: str) -> Decision | None:
 def _incomplete(f: SessionFacts, what: str) -> Decision:
     lost = _lost(f)
     why = lost if lost else _end_text(f)
-    silent = [r for r in ("client", "server") if r not in f.last_message]
+    silent = [r for r in ("client", "server") if r not in f.last_message and r not in f.lost]
     if len(silent) == 1 and f.last_message:
         why += f"; the capture holds nothing the {silent[0]} sent (one direction only)"
     return Decision(Verdict.INCOMPLETE, Basis.OBSERVED, f"{what}: {why}")

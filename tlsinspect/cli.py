@@ -133,7 +133,7 @@ def analyze_main(argv: Sequence[str]) -> int:
                 sessions = None
             else:
                 sessions = sorted((session_dict(r, anchors) for r in records), key=_order)
-            problems = list(source.problems)
+            problems = list(source.problems) + analyzer.stats.problems
             packets = source.packets
     except BrokenPipeError:
         _silence_pipe()
@@ -154,6 +154,11 @@ def analyze_main(argv: Sequence[str]) -> int:
                 f"({stats.tcp_packets:,} TCP), {count(stats.flows, 'TCP connection')}, "
                 f"{count(len(sessions or ()), 'TLS session')}"
             )
+            if stats.fragments:
+                header += (
+                    f"; {count(stats.fragments, 'IP fragment')} reassembled into "
+                    f"{count(stats.reassembled, 'datagram')}"
+                )
             if stats.truncated:
                 problems.append(
                     f"{stats.truncated:,} packets were cut short by the capture's snaplen"

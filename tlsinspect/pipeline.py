@@ -22,8 +22,9 @@ from datetime import datetime, timezone
 from .capture.skip import SkipFilter
 from .classify import Decision, Origin, classify
 from .model import Verdict
+from .net.fragments import Defragmenter
 from .net.ip import format_addr
-from .net.link import locate_tcp
+from .net.link import locate_fragment, locate_tcp
 from .net.reassembly import Gap, HalfStream
 from .session import SessionBuilder, SessionFacts
 from .tls.connection import KeySource, TlsConnection
@@ -78,6 +79,8 @@ class Stats:
     tcp_packets: int = 0
     not_tcp: int = 0
     truncated: int = 0  # packets cut by the capture's snaplen
+    fragments: int = 0  # IP fragments met
+    reassembled: int = 0  # IP datagrams put back together from them
     flows: int = 0
     sessions: int = 0
     problems: list[str] = field(default_factory=list)
@@ -155,6 +158,7 @@ class Analyzer:
         self._resumable: OrderedDict[bytes, Origin] = OrderedDict()
         self._index = 0
         self._decided_swept = 0
+        self.defrag = Defragmenter()
 
     def run(self, packets: Iterable[tuple[int, int, bytes, int, int]]) -> Iterator[SessionRecord]:
         flows = self.flows
@@ -199,16 +203,23 @@ class Analyzer:
                 and data[14] == 0x45
                 and data[23] == 6
                 and len(data) >= 54
+                and not data[20] & 0x3F  # not a fragment (MF, offset)
+                and not data[21]
             ):
-                if data[20] & 0x3F or data[21]:
-                    stats.not_tcp += 1  # an IPv4 fragment
-                    continue
                 key = data[26:38]
                 t = 34
                 # a total length of 0 is what captures of TCP segmentation offload show
                 end = 14 + ((data[16] << 8) | data[17]) or len(data)
             else:
                 loc = locate_tcp(linktype, data)
+                if loc is None:
+                    frag = locate_fragment(linktype, data)
+                    whole = None if frag is None else self.defrag.add(frag, ts)
+                    if whole is not None:  # the last fragment of a datagram: go on with it
+                        linktype, data, orig_len = 101, whole, len(whole)
+                        loc = locate_tcp(101, data)
+                    elif frag is not None:
+                        continue  # counted by the defragmenter
                 if loc is None or loc[2] + 20 > len(data):
                     stats.not_tcp += 1
                     continue
@@ -238,6 +249,20 @@ class Analyzer:
         """End of capture: log every session still open."""
         for flow in list(self.active.values()):
             self._log(flow, "eof", "the capture ends")
+        defrag, stats = self.defrag, self.stats
+        defrag.finish()
+        stats.fragments, stats.reassembled = defrag.fragments, defrag.reassembled
+        if defrag.dropped:
+            stats.problems.append(
+                f"{defrag.dropped:,} IP fragments were left out: their datagrams never "
+                "completed (a fragment missing from the capture, or waiting more than "
+                f"{defrag.timeout_ns // 10**9} s)"
+            )
+        if defrag.overlaps:
+            stats.problems.append(
+                f"{defrag.overlaps:,} IP fragments overlapped bytes of earlier ones: the first "
+                "bytes were kept"
+            )
 
     # -- per-packet work for flows not yet decided ------------------------------------------
 

@@ -3,7 +3,8 @@
 The header functions are pure and never raise: they take the frame, the offset of the IP header
 and the end of the bytes it may use (the capture length, or the end of an outer IP packet), and
 return ``(protocol, l4_start, ip_end, src, dst)`` or None when the header is cut short, is not
-of its version, or belongs to a fragment. ``ip_end`` is bounded by the IP length (so link-layer
+of its version, or belongs to a fragment (which ``ipv4_fragment`` and ``ipv6_fragment`` read,
+for ``net.fragments`` to put back together). ``ip_end`` is bounded by the IP length (so link-layer
 padding is left out) and by ``end`` (so a packet cut by the snaplen stays in bounds).
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import ipaddress
 import struct
+from dataclasses import dataclass
 from functools import lru_cache
 
 IPPROTO_IPIP = 4
@@ -18,6 +20,7 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 IPPROTO_IPV6 = 41
 IPPROTO_GRE = 47
+IPPROTO_FRAGMENT = 44  # the IPv6 fragment header
 
 #: version/IHL, total length, flags/fragment offset, protocol, source, destination
 IPV4_HEADER = struct.Struct("!BxHxxHxB2x4s4s")
@@ -99,3 +102,88 @@ def format_addr(addr: bytes) -> str:
             return "::ffff:" + str(ipaddress.IPv4Address(bytes(addr[12:])))
         return ipaddress.IPv6Address(bytes(addr)).compressed
     raise ValueError(f"not a packed IPv4 or IPv6 address ({len(addr)} bytes)")
+
+
+# -- fragments ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Fragment:
+    """One fragment of an IP datagram (RFC 791; RFC 8200 section 4.5).
+
+    key      what identifies its datagram: version, source, destination, (IPv4) protocol, id
+    offset   where its bytes go in the fragmentable part of the datagram
+    more     more fragments follow (MF)
+    header   IPv4: its header; IPv6: the fixed header, its next header set to the fragmentable
+             part's (extension headers before the fragment header are left out: none of them
+             tells where the TCP segment is)
+    payload  its bytes of the fragmentable part
+    """
+
+    key: bytes
+    offset: int
+    more: bool
+    header: bytes
+    payload: bytes
+
+
+def ipv4_fragment(data: bytes, off: int, end: int) -> Fragment | None:
+    """The IPv4 fragment at ``off``, or None when it is not a (well-formed) fragment."""
+    if off + 20 > end:
+        return None
+    vihl, total, frag, proto, src, dst = IPV4_HEADER.unpack_from(data, off)
+    ihl = (vihl & 0x0F) << 2
+    if vihl >> 4 != 4 or ihl < 20 or not frag & _IPV4_FRAGMENT or total < ihl:
+        return None
+    ip_end = min(off + total, end)
+    if off + ihl > ip_end:
+        return None
+    ident = data[off + 4 : off + 6]
+    return Fragment(
+        b"4" + src + dst + bytes((proto,)) + ident,
+        (frag & 0x1FFF) << 3,
+        bool(frag & 0x2000),
+        bytes(data[off : off + ihl]),
+        bytes(data[off + ihl : ip_end]),
+    )
+
+
+def ipv6_fragment(data: bytes, off: int, end: int) -> Fragment | None:
+    """The IPv6 packet at ``off`` if it carries a fragment header, else None."""
+    if off + 40 > end:
+        return None
+    vtc, plen, nh, src, dst = IPV6_HEADER.unpack_from(data, off)
+    if vtc >> 4 != 6:
+        return None
+    pos = off + 40
+    ip_end = min(pos + plen, end) if plen else end
+    while nh in _IPV6_EXTENSIONS:
+        if pos + 8 > ip_end:
+            return None
+        size = (data[pos + 1] + 2) << 2 if nh == _IPV6_AH else (data[pos + 1] + 1) << 3
+        nh = data[pos]
+        pos += size
+    if nh != IPPROTO_FRAGMENT or pos + 8 > ip_end:
+        return None
+    field = (data[pos + 2] << 8) | data[pos + 3]
+    header = bytearray(data[off : off + 40])
+    header[6] = data[pos]  # the fragmentable part's first header
+    return Fragment(
+        b"6" + src + dst + data[pos + 4 : pos + 8],
+        field & 0xFFF8,
+        bool(field & 1),
+        bytes(header),
+        bytes(data[pos + 8 : ip_end]),
+    )
+
+
+def rebuild(header: bytes, payload_len: int) -> bytes:
+    """The header of a reassembled datagram: its length set, fragmentation fields cleared."""
+    h = bytearray(header)
+    if h[0] >> 4 == 4:
+        total = len(h) + payload_len
+        h[2], h[3] = total >> 8, total & 0xFF
+        h[6] = h[7] = 0
+    else:
+        h[4], h[5] = payload_len >> 8, payload_len & 0xFF
+    return bytes(h)

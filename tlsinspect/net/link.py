@@ -3,8 +3,9 @@
 ``locate_tcp(linktype, data)`` returns ``(src, dst, tcp_start, tcp_end)``: the packed addresses
 of the innermost IP header that carries TCP, and the bounds of the TCP header plus payload in
 ``data`` (bounded by the IP length, so link-layer padding is excluded, and by the captured
-bytes). It returns None for anything else: not TCP, an IP fragment (fragments are not
-reassembled), a header cut short, an unknown link type. It never raises.
+bytes). It returns None for anything else: not TCP, an IP fragment, a header cut short, an
+unknown link type. It never raises. ``locate_fragment(linktype, data)`` returns the fragment a
+frame carries, for ``net.fragments`` to reassemble.
 
 Link types: Ethernet (1) with any number of 802.1Q/802.1ad/QinQ tags and 802.2 SNAP, Linux
 cooked SLL (113) and SLL2 (276), raw IP (101, 12, 14), raw IPv4 (228), raw IPv6 (229), BSD
@@ -22,14 +23,18 @@ The decoding is a small loop over "what comes at this offset", named by an Ether
 from __future__ import annotations
 
 from tlsinspect.net.ip import (
+    IPPROTO_FRAGMENT,
     IPPROTO_GRE,
     IPPROTO_IPIP,
     IPPROTO_IPV6,
     IPPROTO_TCP,
     IPPROTO_UDP,
     IPV4_HEADER,
+    Fragment,
     ipv4,
+    ipv4_fragment,
     ipv6,
+    ipv6_fragment,
 )
 
 #: At most this many encapsulations (inner Ethernet, IP in IP, GRE, UDP tunnels, MPLS, PPPoE)
@@ -64,37 +69,49 @@ _SNAP = b"\xaa\xaa\x03"
 def locate_tcp(linktype: int, data: bytes) -> tuple[bytes, bytes, int, int] | None:
     """(src, dst, tcp_start, tcp_end) of the innermost TCP segment of a frame, or None."""
     n = len(data)
-    if linktype == 1:
+    if linktype == 1 and n >= 54 and data[12] == 8 and data[13] == 0:
         # The common case first: Ethernet, IPv4 without options, TCP.
-        if n >= 54 and data[12] == 8 and data[13] == 0:
-            vihl, total, frag, proto, src, dst = IPV4_HEADER.unpack_from(data, 14)
-            if vihl == 0x45 and proto == IPPROTO_TCP and not frag & 0x3FFF and total >= 40:
-                end = 14 + total
-                return src, dst, 34, end if end < n else n
-        if n < 14:
-            return None
-        return _walk(data, data[12] << 8 | data[13], 14, n)
+        vihl, total, frag, proto, src, dst = IPV4_HEADER.unpack_from(data, 14)
+        if vihl == 0x45 and proto == IPPROTO_TCP and not frag & 0x3FFF and total >= 40:
+            end = 14 + total
+            return src, dst, 34, end if end < n else n
+    start = _network(linktype, data)
+    if start is None:
+        return None
+    found = _walk(data, *start, n, False)
+    return None if isinstance(found, Fragment) else found
+
+
+def locate_fragment(linktype: int, data: bytes) -> Fragment | None:
+    """The IP fragment a frame carries, when its innermost IP packet is one (the outer layers,
+    tunnels included, are left behind: the reassembled datagram is decoded as raw IP)."""
+    start = _network(linktype, data)
+    if start is None:
+        return None
+    found = _walk(data, *start, len(data), True)
+    return found if isinstance(found, Fragment) else None
+
+
+def _network(linktype: int, data: bytes) -> tuple[int, int] | None:
+    """(EtherType, offset) of what the link layer carries, or None."""
+    n = len(data)
+    if linktype == 1:
+        return (data[12] << 8 | data[13], 14) if n >= 14 else None
     if linktype == 113:  # Linux cooked capture: 16-byte header, protocol last
-        if n < 16:
-            return None
-        return _walk(data, data[14] << 8 | data[15], 16, n)
+        return (data[14] << 8 | data[15], 16) if n >= 16 else None
     if linktype == 276:  # Linux cooked capture v2: 20-byte header, protocol first
-        if n < 20:
-            return None
-        return _walk(data, data[0] << 8 | data[1], 20, n)
+        return (data[0] << 8 | data[1], 20) if n >= 20 else None
     if linktype in _LINK_RAW:
-        if n < 1:
-            return None
-        version = data[0] >> 4
+        version = data[0] >> 4 if n else 0
         if version == 4:
-            return _walk(data, ETH_IPV4, 0, n)
+            return ETH_IPV4, 0
         if version == 6:
-            return _walk(data, ETH_IPV6, 0, n)
+            return ETH_IPV6, 0
         return None
     if linktype == 228:
-        return _walk(data, ETH_IPV4, 0, n)
+        return ETH_IPV4, 0
     if linktype == 229:
-        return _walk(data, ETH_IPV6, 0, n)
+        return ETH_IPV6, 0
     if linktype == _LINK_NULL or linktype == _LINK_LOOP:
         if n < 4:
             return None
@@ -102,17 +119,21 @@ def locate_tcp(linktype: int, data: bytes) -> tuple[bytes, bytes, int, int] | No
         if linktype == _LINK_NULL and family > 0xFFFF:
             family = data[3] << 24 | data[2] << 16 | data[1] << 8 | data[0]  # little-endian host
         if family == _AF_INET:
-            return _walk(data, ETH_IPV4, 4, n)
+            return ETH_IPV4, 4
         if family in _AF_INET6:
-            return _walk(data, ETH_IPV6, 4, n)
+            return ETH_IPV6, 4
         return None
     return None
 
 
-def _walk(data: bytes, et: int, off: int, end: int) -> tuple[bytes, bytes, int, int] | None:
-    """Decode from ``off``, where a protocol named by the EtherType ``et`` starts."""
+def _walk(
+    data: bytes, et: int, off: int, end: int, fragments: bool
+) -> tuple[bytes, bytes, int, int] | Fragment | None:
+    """Decode from ``off``, where a protocol named by the EtherType ``et`` starts. With
+    `fragments`, an IP fragment met on the way is returned (else it ends the walk: None)."""
     nesting = 0
     while nesting <= MAX_NESTING:
+        ip_at = off
         if et == ETH_IPV4:
             ip = ipv4(data, off, end)
         elif et == ETH_IPV6:
@@ -189,9 +210,11 @@ def _walk(data: bytes, et: int, off: int, end: int) -> tuple[bytes, bytes, int, 
         else:
             return None
 
-        if ip is None:
-            return None
+        if ip is None:  # an IPv4 fragment, or a header cut short
+            return ipv4_fragment(data, ip_at, end) if fragments and et == ETH_IPV4 else None
         proto, off, end, src, dst = ip
+        if proto == IPPROTO_FRAGMENT:  # IPv6: the fragment header ends the extension headers
+            return ipv6_fragment(data, ip_at, end) if fragments else None
         if proto == IPPROTO_TCP:
             if end - off < 20:
                 return None

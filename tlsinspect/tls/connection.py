@@ -184,12 +184,16 @@ class TlsConnection:
         return events
 
     def lose(self, side: int, ts: int, reason: str) -> list[TlsEvent]:
-        """The capture lost bytes of this direction: nothing after can be aligned to records."""
+        """The capture lost bytes of this direction: nothing after can be aligned to records.
+
+        Said even when this direction had not started TLS yet: its hello may be what was lost
+        (a server flight missing whole), and a verdict must not read the silence as a refusal.
+        """
         st = self.sides[side]
         if st.records.state == DONE:
             return []
         st.records.close()
-        return [StreamLost(side, ts, reason)] if st.started else []
+        return [StreamLost(side, ts, reason)]
 
     def _record(
         self,
