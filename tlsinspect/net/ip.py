@@ -150,19 +150,10 @@ def ipv4_fragment(data: bytes, off: int, end: int) -> Fragment | None:
 
 def ipv6_fragment(data: bytes, off: int, end: int) -> Fragment | None:
     """The IPv6 packet at ``off`` if it carries a fragment header, else None."""
-    if off + 40 > end:
+    ip = ipv6(data, off, end)
+    if ip is None:
         return None
-    vtc, plen, nh, src, dst = IPV6_HEADER.unpack_from(data, off)
-    if vtc >> 4 != 6:
-        return None
-    pos = off + 40
-    ip_end = min(pos + plen, end) if plen else end
-    while nh in _IPV6_EXTENSIONS:
-        if pos + 8 > ip_end:
-            return None
-        size = (data[pos + 1] + 2) << 2 if nh == _IPV6_AH else (data[pos + 1] + 1) << 3
-        nh = data[pos]
-        pos += size
+    nh, pos, ip_end, src, dst = ip
     if nh != IPPROTO_FRAGMENT or pos + 8 > ip_end:
         return None
     field = (data[pos + 2] << 8) | data[pos + 3]
