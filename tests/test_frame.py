@@ -259,3 +259,24 @@ def test_a_capture_without_tls_gives_empty_typed_frames(tmp_path):
     assert str(frame["start_time"].dtype) == "datetime64[ns, UTC]"
     assert len(tlsinspect.read_certificates(frame)) == 0
     assert len(tlsinspect.read_capture(empty, ecs=True)) == 0
+
+
+def test_a_ca_bundle_adds_its_check_as_on_the_command_line():
+    from conftest import run_cli
+
+    capture, bundle = OWN / "certs.pcapng", OWN / "certs-pki" / "certs-test-root-ca.pem"
+    r = run_cli("--format", "json", "--ca-bundle", bundle, capture)
+    assert r.returncode == 0, r.stderr
+    cli_sessions = json.loads(r.stdout)
+    api = sorted(tlsinspect.sessions(capture, ca_bundle=bundle), key=lambda s: s["start_time"])
+    assert [s["chain_checks"] for s in api] == [s["chain_checks"] for s in cli_sessions]
+    assert any("ca_bundle" in s["chain_checks"].get("client", {}).get("failed", []) for s in api)
+    frame = tlsinspect.read_capture(capture, ca_bundle=bundle)
+    by_port = {s["client_port"]: s for s in cli_sessions}
+    for _, row in frame.iterrows():
+        s = by_port[row["client_port"]]
+        for role in ("client", "server"):
+            checks = s["chain_checks"].get(role)
+            assert list(row[f"{role}_chain_failed"]) == (checks["failed"] if checks else [])
+    without = tlsinspect.read_capture(capture)
+    assert not any("ca_bundle" in f for f in without["client_chain_failed"])

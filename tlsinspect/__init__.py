@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from .capture import CaptureSource
     from .pipeline import SessionRecord
     from .report.frame import Session, read_capture, read_certificates, read_sessions
+    from .x509 import Anchors
 
 __all__ = [
     "analyze",
@@ -83,8 +84,29 @@ def sessions(
     path: str | PathLike[str],
     *,
     keylog: str | PathLike[str] | list[str | PathLike[str]] | None = None,
+    ca_bundle: str | PathLike[str] | None = None,
 ) -> list[dict[str, object]]:
-    """Every TLS session of a capture as a dict with the JSON output's fields."""
+    """Every TLS session of a capture as a dict with the JSON output's fields.
+
+    `ca_bundle`: a PEM file of trusted CAs; each chain's `chain_checks` then has the
+    `ca_bundle` check, as with `tlsinspect --ca-bundle`.
+    """
     from .report.schema import session_dict
 
-    return [session_dict(r) for r in analyze(path, keylog=keylog)]
+    anchors = read_ca_bundle(ca_bundle)
+    return [session_dict(r, anchors) for r in analyze(path, keylog=keylog)]
+
+
+def read_ca_bundle(path: str | PathLike[str] | None) -> Anchors | None:
+    """The trust anchors of a PEM CA bundle file (the I/O half; None for no path).
+
+    Raises:
+        OSError: the file cannot be read.
+        ValueError: it holds no PEM certificate.
+    """
+    if path is None:
+        return None
+    from .x509 import load_anchors
+
+    with open(path, "rb") as f:
+        return load_anchors(f.read())

@@ -12,7 +12,7 @@ import os
 import sys
 from collections.abc import Sequence
 
-from . import read_keylogs
+from . import read_ca_bundle, read_keylogs
 from .capture import open_capture
 from .errors import TlsInspectError
 from .pipeline import Analyzer, CaptureKeys
@@ -20,7 +20,6 @@ from .report.export import CertExport, write_and_tell
 from .report.schema import session_dict
 from .report.stream import STREAMED_FORMATS, write_streamed
 from .report.table import count, render
-from .x509 import Anchors, load_anchors
 
 # subcommand -> module under tlsinspect.commands with main(argv) -> int
 SUBCOMMANDS: dict[str, str] = {"check": "check", "live": "live", "compare": "compare"}
@@ -80,17 +79,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 def analyze_main(argv: Sequence[str]) -> int:
     """The default command: analyse one capture and report its TLS sessions."""
     args = _parser().parse_args(argv)
-    anchors: Anchors | None = None
-    if args.ca_bundle:
-        try:
-            with open(args.ca_bundle, "rb") as fh:
-                anchors = load_anchors(fh.read())
-        except OSError as exc:
-            print(f"tlsinspect: {args.ca_bundle}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-        except ValueError as exc:
-            print(f"tlsinspect: {args.ca_bundle}: no PEM certificate read: {exc}", file=sys.stderr)
-            return 2
+    try:
+        anchors = read_ca_bundle(args.ca_bundle)
+    except OSError as exc:
+        print(f"tlsinspect: {args.ca_bundle}: {exc.strerror or exc}", file=sys.stderr)
+        return 2
+    except ValueError as exc:
+        print(f"tlsinspect: {args.ca_bundle}: no PEM certificate read: {exc}", file=sys.stderr)
+        return 2
     exporter = CertExport() if args.export_certs else None
     if args.engine == "tshark":
         from .commands.tshark_engine import analyze_main as tshark_main
@@ -123,13 +119,8 @@ def analyze_main(argv: Sequence[str]) -> int:
             records = analyzer.run(source)
             if exporter is not None:
                 records = exporter.tap(records)
-            if args.format == "jsonl" and anchors is not None:
-                for r in records:  # as write_streamed does, with the CA bundle's check
-                    out.write(json.dumps(session_dict(r, anchors)) + "\n")
-                    out.flush()
-                sessions = None
-            elif args.format in STREAMED_FORMATS:
-                write_streamed(args.format, records, out)
+            if args.format in STREAMED_FORMATS:
+                write_streamed(args.format, records, out, lambda r: session_dict(r, anchors))
                 sessions = None
             else:
                 sessions = sorted((session_dict(r, anchors) for r in records), key=_order)

@@ -140,3 +140,28 @@ def test_the_command_line_never_imports_pandas(tmp_path):
     )
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert r.returncode == 0, r.stderr
+
+
+def test_csv_flattens_the_chain_checks_as_the_ground_truth_has_them():
+    truth = json.loads((OWN / "certs.truth.json").read_text())["sessions"]
+    bundle = OWN / "certs-pki" / "certs-test-root-ca.pem"
+    r = run("--format", "csv", "--ca-bundle", bundle, OWN / "certs.pcapng")
+    assert r.returncode == 0, r.stderr
+    rows = sorted(
+        csv.DictReader(io.StringIO(r.stdout, newline="")),
+        key=lambda row: (row["start_time"], int(row["index"])),
+    )
+    assert len(rows) == len(truth)
+    for row, t in zip(rows, truth, strict=True):
+        for role in ("client", "server"):
+            checks = t["checks"].get(role)
+            if checks is None:
+                assert (row[f"{role}_chain_result"], row[f"{role}_chain_failed"]) == ("", "[]")
+                continue
+            failed = checks["fail"] + ([] if t["ca_bundle"][role] else ["ca_bundle"])
+            result = "fail" if failed else "warn" if checks["warn"] else "pass"
+            assert row[f"{role}_chain_result"] == result, (t["scenario"], role)
+            assert sorted(json.loads(row[f"{role}_chain_failed"])) == sorted(failed), (
+                t["scenario"],
+                role,
+            )

@@ -21,6 +21,7 @@ from functools import lru_cache
 from cryptography import x509
 
 from ..pipeline import SessionRecord
+from ..x509 import Anchors
 from .schema import FIELDS, session_dict
 
 Row = dict[str, object]
@@ -41,6 +42,18 @@ _LEAF = (
         "`IP:address`, `URI:spiffe://...`, `email:address`.",
     ),
     ("chain_length", "integer", "Number of certificates the {role} sent (0 for none)."),
+    (
+        "chain_result",
+        "string",
+        "Result of the checks on the {role}'s chain (`chain_checks`): `pass`, `warn` or "
+        "`fail`; null when it sent none.",
+    ),
+    (
+        "chain_failed",
+        "list",
+        "Names of the checks the {role}'s chain failed (e.g. `signature`, `validity`, "
+        "`ca_bundle`).",
+    ),
 )
 
 #: (column, kind, meaning) of the columns a flat row adds after the JSON fields.
@@ -184,7 +197,7 @@ def subject_alt_names(der: bytes) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _leaf(role: str, chain: object, ders: tuple[bytes, ...] | None) -> Row:
+def _leaf(role: str, chain: object, ders: tuple[bytes, ...] | None, checks: object) -> Row:
     items = chain if isinstance(chain, list) else []
     leaf: Mapping[str, object] = items[0] if items else {}
     row: Row = {f"{role}_{name}": leaf.get(name) for name, _, _ in _LEAF[:8]}
@@ -193,6 +206,13 @@ def _leaf(role: str, chain: object, ders: tuple[bytes, ...] | None) -> Row:
         san = list(subject_alt_names(ders[0])) if ders else []
     row[f"{role}_san"] = list(san)
     row[f"{role}_chain_length"] = len(items)
+    report = checks.get(role) if isinstance(checks, Mapping) else None
+    if isinstance(report, Mapping):
+        failed = report.get("failed")
+        row[f"{role}_chain_result"] = report.get("result")
+        row[f"{role}_chain_failed"] = list(failed) if isinstance(failed, list) else []
+    else:
+        row[f"{role}_chain_result"], row[f"{role}_chain_failed"] = None, []
     return row
 
 
@@ -220,8 +240,10 @@ def extend(d: Mapping[str, object], record: SessionRecord | None = None) -> Row:
     """A session dict with the extra columns added; `record` supplies the DER for the names."""
     facts = record.facts if record is not None else None
     row: Row = dict(d)
-    row.update(_leaf("client", d.get("client_chain"), facts.client_certs if facts else None))
-    row.update(_leaf("server", d.get("server_chain"), facts.server_certs if facts else None))
+    checks = d.get("chain_checks")
+    for role in ("client", "server"):
+        ders = getattr(facts, f"{role}_certs") if facts else None
+        row.update(_leaf(role, d.get(f"{role}_chain"), ders, checks))
     fatal = _fatal(d)
     row["fatal_alert"] = fatal.get("description") if fatal else None
     row["fatal_alert_sender"] = fatal.get("sender") if fatal else None
@@ -229,9 +251,9 @@ def extend(d: Mapping[str, object], record: SessionRecord | None = None) -> Row:
     return row
 
 
-def flat_row(record: SessionRecord) -> Row:
+def flat_row(record: SessionRecord, anchors: Anchors | None = None) -> Row:
     """One session as a flat row: `session_dict()` then the EXTRA_COLUMNS."""
-    return extend(session_dict(record), record)
+    return extend(session_dict(record, anchors), record)
 
 
 # -- CSV -------------------------------------------------------------------------------------

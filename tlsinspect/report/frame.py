@@ -305,12 +305,20 @@ def read_capture(
     *,
     ecs: bool = False,
     progress: bool | None = None,
+    ca_bundle: str | os.PathLike[str] | None = None,
 ) -> pd.DataFrame:
-    """One row per TLS session of the captures; see the module docstring and the README."""
+    """One row per TLS session of the captures; see the module docstring and the README.
+
+    `ca_bundle`: a PEM file of trusted CAs, for the `ca_bundle` check of every chain (in
+    `chain_checks`, `client_chain_failed`, `server_chain_failed`).
+    """
+    from .. import read_ca_bundle
+
+    anchors = read_ca_bundle(ca_bundle)
     rows: list[flat.Row] = []
     problems: dict[str, list[str]] = {}
     for path, r, found in iter_records(paths, keylog, progress):
-        row: flat.Row = {"file": path, **flat.flat_row(r)}
+        row: flat.Row = {"file": path, **flat.flat_row(r, anchors)}
         row["start_time"] = r.facts.start_ts
         row["end_time"] = r.facts.end_ts or r.facts.start_ts
         rows.append(row)
