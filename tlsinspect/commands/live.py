@@ -32,6 +32,7 @@ interface, permission denied, bad filter, unwritable --write file, missing key l
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import signal
@@ -76,6 +77,10 @@ class GrowingKeyLog:
     WAIT = 0.25
     POLL_EVERY = 0.02
     REMEMBERED = 4096  # client randoms already waited for
+    # sessions whose secrets are kept: the newest ones. A session needs its keys while its
+    # handshake is analysed, seconds after the client wrote them, so over hours of a busy
+    # client the oldest are forgotten and memory stays bounded (about 400 bytes a session).
+    KEPT = 1 << 16
 
     def __init__(self, path: str) -> None:
         self.path = path
@@ -135,6 +140,10 @@ class GrowingKeyLog:
         self._partial = text[cut:]
         if cut:
             self.log.merge(parse_keylog(text[:cut]))
+            secrets = self.log.secrets
+            if len(secrets) > self.KEPT:
+                for old in list(itertools.islice(secrets, len(secrets) - self.KEPT)):
+                    del secrets[old]
 
 
 def _parser() -> argparse.ArgumentParser:
