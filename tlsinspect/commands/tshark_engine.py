@@ -44,7 +44,13 @@ from ..capture.tshark import (
 )
 from ..classify import classify
 from ..errors import TlsInspectError
-from ..pipeline import IDLE_TIMEOUT_NS, Analyzer, SessionRecord
+from ..pipeline import (
+    DECIDED_SWEEP_NS,
+    IDLE_TIMEOUT_NS,
+    SWEEP_EVERY_NS,
+    Analyzer,
+    SessionRecord,
+)
 from ..report.export import CertExport, write_and_tell
 from ..report.schema import session_dict
 from ..report.stream import STREAMED_FORMATS, write_streamed
@@ -257,7 +263,10 @@ class TsharkAnalyzer:
         self.decrypting = decrypting  # a key log was given to tshark
         self.flows: dict[int, _Flow] = {}
         self.by_tuple: dict[tuple[str, int, str, int], _Flow] = {}
-        self.done: set[int] = set()
+        # tcp.stream of logged connections -> time of their last packet: their later packets are
+        # skipped; forgotten once idle as long as the built-in engine forgets decided flows
+        self.done: dict[int, int] = {}
+        self.connections = 0  # TCP connections logged
         self.starttls: dict[int, str] = {}  # session index -> protocol, for the output dicts
         self.lost_streams: dict[int, int] = {}  # session index -> tshark's tcp.stream
         self.packets = 0
@@ -269,13 +278,15 @@ class TsharkAnalyzer:
 
     def run(self, packets: Iterable[TsharkPacket]) -> Iterator[SessionRecord]:
         next_sweep = SWEEP_EVERY
+        sweep_at = 0
         ts = 0
         for pkt in packets:
             self.packets += 1
             ts = pkt.ts
             self._packet(pkt)
-            if self.packets >= next_sweep:
+            if self.packets >= next_sweep or ts >= sweep_at:
                 next_sweep = self.packets + SWEEP_EVERY
+                sweep_at = ts + SWEEP_EVERY_NS
                 self._sweep(ts)
             if self._ready:
                 yield from self._ready
@@ -289,12 +300,16 @@ class TsharkAnalyzer:
             self._log(flow, "eof", "the capture ends")
 
     def _sweep(self, now: int) -> None:
+        for stream, last in list(self.done.items()):
+            if now - last > DECIDED_SWEEP_NS:
+                del self.done[stream]
         for flow in list(self.flows.values()):
             if now - flow.last_ts > IDLE_TIMEOUT_NS:
                 self._log(flow, "idle", f"idle for more than {IDLE_TIMEOUT_NS // 10**9} s")
 
     def _packet(self, pkt: TsharkPacket) -> None:
         if pkt.stream in self.done:
+            self.done[pkt.stream] = pkt.ts
             return
         flags = pkt.flags
         flow = self.flows.get(pkt.stream)
@@ -429,7 +444,8 @@ class TsharkAnalyzer:
 
     def _log(self, flow: _Flow, end_kind: str | None = None, ended: str = "") -> None:
         self.flows.pop(flow.stream, None)
-        self.done.add(flow.stream)
+        self.done[flow.stream] = flow.last_ts
+        self.connections += 1
         key = (*flow.ends[0], *flow.ends[1])
         if self.by_tuple.get(key) is flow:
             del self.by_tuple[key]
@@ -580,7 +596,7 @@ def analyze_main(args: Namespace, anchors: Anchors | None, exporter: CertExport 
             else:
                 header = (
                     f"{args.capture}: tshark engine, {count(run.analyzer.packets, 'TCP packet')}, "
-                    f"{count(len(run.analyzer.done), 'TCP connection')}, "
+                    f"{count(run.analyzer.connections, 'TCP connection')}, "
                     f"{count(len(sessions), 'TLS session')}"
                 )
                 out.write(render(sessions, header))
