@@ -176,8 +176,9 @@ class Analyzer:
             # The hot path below, run inside a capture file reader's own loop: a packet of a
             # decided flow is then dropped there, before it costs a tuple, a copy of its bytes
             # and a generator step. (A frame of 47 bytes or less is not dropped there: the hot
-            # path below skips it.)
-            skip = SkipFilter(1, 26, 38, flows, done, 47, 7)
+            # path below skips it.) The first fragment of an IPv4 datagram (MF set) is not
+            # skipped: its datagram is reassembled, and then skipped whole.
+            skip = SkipFilter(1, 26, 38, flows, done, 47, 7, 20, 0x20)
             push(skip)
         for n, (ts, linktype, data, orig_len, _iface) in enumerate(packets, 1):  # noqa: B007
             if linktype == 1:
@@ -185,7 +186,8 @@ class Analyzer:
                 # its raw address and port bytes (a 12-byte match cannot come from another flow).
                 if get(data[26:38]) is done:
                     try:
-                        if not data[47] & 7:  # SYN, FIN or RST (closing, reuse) go the long way
+                        # SYN, FIN or RST (closing, reuse) and a first fragment go the long way
+                        if not data[47] & 7 and not data[20] & 0x20:
                             continue
                     except IndexError:
                         continue
@@ -254,14 +256,14 @@ class Analyzer:
         stats.fragments, stats.reassembled = defrag.fragments, defrag.reassembled
         if defrag.dropped:
             stats.problems.append(
-                f"{defrag.dropped:,} IP fragments were left out: their datagrams never "
-                "completed (a fragment missing from the capture, or waiting more than "
+                f"IP fragments left out: {defrag.dropped:,}, of datagrams that never completed "
+                "(a fragment missing from the capture, or waiting more than "
                 f"{defrag.timeout_ns // 10**9} s)"
             )
         if defrag.overlaps:
             stats.problems.append(
-                f"{defrag.overlaps:,} IP fragments overlapped bytes of earlier ones: the first "
-                "bytes were kept"
+                f"IP fragments overlapping bytes of earlier ones: {defrag.overlaps:,} (the "
+                "first bytes were kept)"
             )
 
     # -- per-packet work for flows not yet decided ------------------------------------------

@@ -34,14 +34,20 @@ def test_matching_records_are_dropped_and_counted(path: Path):
     eth_key = max(keys, key=keys.count) if keys else None
     table = {eth_key: "drop"} if eth_key else {}
     with open_capture(path) as src:
-        skip = SkipFilter(1, 26, 38, table, "drop", 47, 0x07)
+        skip = SkipFilter(1, 26, 38, table, "drop", 47, 0x07, 20, 0x20)
         src.push_skip(skip)
         kept = list(src)
         packets = src.packets
     expect = [
         r
         for r in records
-        if not (r[1] == 1 and len(r[2]) > 47 and _key(r[2]) == eth_key and not r[2][47] & 0x07)
+        if not (
+            r[1] == 1
+            and len(r[2]) > 47
+            and _key(r[2]) == eth_key
+            and not r[2][47] & 0x07
+            and not r[2][20] & 0x20
+        )
     ]
     assert kept == expect
     assert skip.skipped == len(records) - len(expect)

@@ -98,9 +98,9 @@ def read_records(
         skip = state.skip
         if skip is not None and skip.linktype == linktype:
             get, value, ks, ke = skip.table.get, skip.value, skip.key_start, skip.key_end
-            fl, mask = skip.flags_at, skip.flags_mask
+            fl, mask, ma, mmask = skip.flags_at, skip.flags_mask, skip.more_at, skip.more_mask
         else:
-            get, value, ks, ke, fl, mask = {}.get, None, 0, 0, 1 << 62, 0
+            get, value, ks, ke, fl, mask, ma, mmask = {}.get, None, 0, 0, 1 << 62, 0, 0, 0
         skipped = 0
         while pos <= limit:
             sec, frac, caplen, orig_len = unpack(buf, pos)
@@ -110,7 +110,7 @@ def read_records(
                 break
             count += 1
             if caplen > fl and get(buf[start + ks : start + ke]) is value:
-                if not buf[start + fl] & mask:
+                if not buf[start + fl] & mask and not buf[start + ma] & mmask:
                     skipped += 1
                     pos = nxt
                     continue

@@ -191,8 +191,10 @@ def read_records(
         if skip is not None:
             get, value, ks, ke = skip.table.get, skip.value, skip.key_start, skip.key_end
             fl, mask, skip_link = skip.flags_at, skip.flags_mask, skip.linktype
+            ma, mmask = skip.more_at, skip.more_mask
         else:
             get, value, ks, ke, fl, mask, skip_link = {}.get, None, 0, 0, 1 << 62, 0, -1
+            ma, mmask = 0, 0
         skipped = 0
         while True:
             if pos <= limit:
@@ -224,6 +226,7 @@ def read_records(
                                 and linktype == skip_link
                                 and get(buf[start + ks : start + ke]) is value
                                 and not buf[start + fl] & mask
+                                and not buf[start + ma] & mmask
                             ):
                                 skipped += 1
                                 pos = nxt

@@ -10,7 +10,7 @@ A record is skipped when all hold:
 - its link type is `linktype`;
 - it has more than `flags_at` captured bytes;
 - `table.get(data[key_start:key_end]) is value`;
-- `data[flags_at] & flags_mask` is 0.
+- `data[flags_at] & flags_mask` is 0, and `data[more_at] & more_mask` is 0.
 """
 
 from __future__ import annotations
@@ -27,4 +27,6 @@ class SkipFilter:
     value: object
     flags_at: int
     flags_mask: int
+    more_at: int  # a second byte that must have none of more_mask's bits (below flags_at)
+    more_mask: int
     skipped: int = 0  # records not yielded, counted by the reader

@@ -390,8 +390,8 @@ class TsharkLive:
     and statistics and closes the pipe, tshark dissects what is left and ends, and `packets()`
     ends after the last one. Nothing captured is lost on the way out.
 
-    `count` and `duration` are dumpcap's own autostop conditions (`-c`, `-a duration:`). The
-    TLS dissector finds TLS on any port by its heuristic (no port list is scanned ahead, as a
+    `count` is dumpcap's own autostop condition (`-c`); any other end (a duration, a signal)
+    is the caller's `stop()`. The TLS dissector finds TLS on any port by its heuristic (no port list is scanned ahead, as a
     file allows). tshark keeps its state for every connection for as long as it runs: over
     hours its memory grows, where the built-in engine's does not.
     """
