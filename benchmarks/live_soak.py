@@ -162,6 +162,8 @@ def main() -> int:
     ap.add_argument("--hang-every", type=int, default=50, help="every Nth connection hangs")
     ap.add_argument("--engine", choices=("builtin", "tshark"), default="builtin")
     ap.add_argument("--port-base", type=int, default=18443, help="the servers' first port")
+    ap.add_argument("--write", metavar="FILE", help="have tlsinspect live --write the capture")
+    ap.add_argument("--sessions", metavar="FILE", help="save the JSON Lines tlsinspect printed")
     ap.add_argument("--json", metavar="FILE", help="write the samples as JSON")
     args = ap.parse_args()
     if os.geteuid() != 0:
@@ -189,6 +191,7 @@ def main() -> int:
             "jsonl",
             "--engine",
             args.engine,
+            *(["--write", args.write] if args.write else []),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
@@ -198,10 +201,14 @@ def main() -> int:
     errors: list[str] = []
     started = threading.Event()
 
+    saved = open(args.sessions, "w") if args.sessions else None  # noqa: SIM115
+
     def read_out() -> None:
         assert live.stdout is not None
         for line in live.stdout:
             verdicts[json.loads(line)["verdict"]] += 1
+            if saved is not None:
+                saved.write(line)
 
     def read_err() -> None:
         assert live.stderr is not None
@@ -262,6 +269,8 @@ def main() -> int:
     stop.set()
     for s in hanging:
         s.close()
+    if saved is not None:
+        saved.close()
     print(f"connections made: {dict(made)}")
     print(f"tlsinspect live exit {rc}: " + " | ".join(e for e in errors if "capturing" not in e))
     if args.json:

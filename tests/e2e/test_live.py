@@ -215,7 +215,8 @@ CLIENT = textwrap.dedent(
         ctx.load_cert_chain(f"{pki}/client.pem", f"{pki}/client.key")
     if keylog != "-":
         ctx.keylog_filename = keylog
-    raw = socket.create_connection((host, port), timeout=10)
+    source = int(sys.argv[7]) if len(sys.argv) > 7 else 0
+    raw = socket.create_connection((host, port), timeout=10, source_address=("", source))
     if port == int(sys.argv[6]):  # the silent server: send a ClientHello, wait for nothing
         s = ctx.wrap_socket(raw, server_hostname="server.live.test", do_handshake_on_connect=False)
         s.settimeout(1)
@@ -335,7 +336,15 @@ def servers(net: Net, pki: Path, tmp_path: Path) -> Iterator[Net]:
         proc.wait()
 
 
-def client(net: Net, pki: Path, tmp_path: Path, port: int, cert: bool, keylog: Path | None) -> dict:
+def client(
+    net: Net,
+    pki: Path,
+    tmp_path: Path,
+    port: int,
+    cert: bool,
+    keylog: Path | None,
+    source_port: int = 0,
+) -> dict:
     script = tmp_path / "client.py"
     script.write_text(CLIENT)
     r = subprocess.run(
@@ -349,6 +358,7 @@ def client(net: Net, pki: Path, tmp_path: Path, port: int, cert: bool, keylog: P
                 "yes" if cert else "no",
                 str(keylog) if keylog else "-",
                 str(SILENT_PORT),
+                str(source_port),
             ]
         ),
         capture_output=True,
@@ -498,6 +508,17 @@ def test_sigterm_and_duration_and_count_end_the_capture(servers, pki, tmp_path, 
     assert "3 packets analysed of " in "".join(live.err) or "3 packets captured" in "".join(
         live.err
     )
+
+
+def test_a_client_port_registered_to_another_protocol(servers, pki, tmp_path, engine):
+    # 44322 is registered to pmproxy: tshark would dissect the ClientHello as that protocol,
+    # and a live capture cannot scan ahead for ports to decode as TLS
+    live = start_live(servers, engine, "--format", "jsonl", "--duration", "60")
+    done = client(servers, pki, tmp_path, MUTUAL_PORT, True, None, source_port=44322)
+    assert done["answer"] == "pong\n"
+    sessions = live.wait_lines(1, timeout=15)
+    assert live.stop(signal.SIGINT) == 0
+    assert [(s["client_port"], s["verdict"]) for s in sessions] == [(44322, "mutual")]
 
 
 def run_live(*args: str, prefix: list[str] | None = None) -> subprocess.CompletedProcess[str]:

@@ -20,6 +20,7 @@ import shutil
 import signal
 import subprocess
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -391,8 +392,8 @@ class TsharkLive:
     ends after the last one. Nothing captured is lost on the way out.
 
     `count` is dumpcap's own autostop condition (`-c`); any other end (a duration, a signal)
-    is the caller's `stop()`. The TLS dissector finds TLS on any port by its heuristic (no port list is scanned ahead, as a
-    file allows). tshark keeps its state for every connection for as long as it runs: over
+    is the caller's `stop()`. TLS is found on any port by its heuristic dissector, tried before
+    the port-registered ones (no port list is scanned ahead, as a file allows). tshark keeps its state for every connection for as long as it runs: over
     hours its memory grows, where the built-in engine's does not.
     """
 
@@ -455,12 +456,22 @@ class TsharkLive:
         )
         self._spawn(self._read_errors)
         # "File: -" comes once the interface is open; an error ends dumpcap instead
+        deadline = time.monotonic() + self.START_TIMEOUT
         while not self._opened.wait(0.05):
-            if self._dumpcap.poll() is not None:
+            late = time.monotonic() > deadline
+            if late:
+                self._dumpcap.kill()
+            if self._dumpcap.poll() is not None or late:
+                self._dumpcap.wait()
                 for t in self._threads:
                     t.join(1)
                 if out is not None:
                     out.close()
+                if late:
+                    raise LiveCaptureError(
+                        f"dumpcap did not start capturing on {self.iface} within "
+                        f"{self.START_TIMEOUT:.0f} s"
+                    )
                 raise LiveCaptureError(self._failure())
         pipe = self._dumpcap.stdout
         if out is not None:
@@ -469,7 +480,10 @@ class TsharkLive:
         else:
             read_fd = os.dup(pipe.fileno())
             pipe.close()
-        prefs = dict(PREFS)
+        # No scan ahead for ports to decode as TLS, as a file allows: try the heuristic
+        # dissectors (TLS's among them) before the one a port is registered to, or a client
+        # port that happens to be registered (44322, pmproxy) would hide the ClientHello.
+        prefs = {**PREFS, "tcp.try_heuristic_first": "TRUE"}
         if self.keylog:
             prefs["tls.keylog_file"] = os.path.abspath(self.keylog)
         self._cap = _detached_pipe_capture(
