@@ -51,7 +51,10 @@ IDLE_TIMEOUT_NS = 300 * 10**9  # an undecided flow silent this long (packet time
 DECIDED_SWEEP_NS = 300 * 10**9
 SWEEP_EVERY = 1 << 16  # packets between idle sweeps, or:
 SWEEP_EVERY_NS = 10 * 10**9  # packet time between them (a live capture may see few packets)
-MAX_RESUMABLE = 1 << 16  # session IDs / tickets remembered for resumption lookups
+# Session IDs and tickets remembered to link a resumption to its full handshake: the newest
+# ones, about 1 KB each with their origin (16 MB at most, the largest part of a long live
+# capture's memory). A resumption of an older one is still `resumed`, without its origin.
+MAX_RESUMABLE = 1 << 14
 
 FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 
