@@ -232,36 +232,39 @@ def main() -> int:
     next_sample = t0 + args.every
     n = 0
     print(f"{'minute':>7} {'connections':>11} {'sessions':>9} {'hanging':>8}  RSS MB  verdicts")
-    while time.monotonic() < end and live.poll() is None:
-        due = t0 + n / args.rate
-        if time.monotonic() < due:
-            time.sleep(min(due - time.monotonic(), 0.05))
-            continue
-        made[connect(pki, ports, n, args.hang_every, hanging)] += 1
-        n += 1
-        # a hanging connection is closed by the client after 10 minutes (a reset or FIN
-        # that tlsinspect has long since had no flow for, if it expired the flow at 300 s)
-        if len(hanging) > args.rate * 600 / max(args.hang_every, 1):
-            hanging.pop(0).close()
-        if time.monotonic() >= next_sample:
-            next_sample += args.every
-            procs = {"tlsinspect": live.pid, **descendants(live.pid)}
-            rss = {name: round(rss_kb(pid) / 1024, 1) for name, pid in procs.items()}
-            sample = {
-                "minute": round((time.monotonic() - t0) / 60, 2),
-                "connections": n,
-                "sessions": sum(verdicts.values()),
-                "hanging_open": len(hanging),
-                "rss_mb": rss,
-                "verdicts": dict(verdicts),
-            }
-            samples.append(sample)
-            mem = " ".join(f"{k}={v}" for k, v in rss.items())
-            print(
-                f"{sample['minute']:>7} {n:>11,} {sample['sessions']:>9,} {len(hanging):>8}  "
-                f"{mem}  {dict(verdicts)}",
-                flush=True,
-            )
+    try:  # Ctrl-C ends the traffic early; tlsinspect is still stopped cleanly
+        while time.monotonic() < end and live.poll() is None:
+            due = t0 + n / args.rate
+            if time.monotonic() < due:
+                time.sleep(min(due - time.monotonic(), 0.05))
+                continue
+            made[connect(pki, ports, n, args.hang_every, hanging)] += 1
+            n += 1
+            # a hanging connection is closed by the client after 10 minutes (a reset or FIN
+            # that tlsinspect has long since had no flow for, if it expired the flow at 300 s)
+            if len(hanging) > args.rate * 600 / max(args.hang_every, 1):
+                hanging.pop(0).close()
+            if time.monotonic() >= next_sample:
+                next_sample += args.every
+                procs = {"tlsinspect": live.pid, **descendants(live.pid)}
+                rss = {name: round(rss_kb(pid) / 1024, 1) for name, pid in procs.items()}
+                sample = {
+                    "minute": round((time.monotonic() - t0) / 60, 2),
+                    "connections": n,
+                    "sessions": sum(verdicts.values()),
+                    "hanging_open": len(hanging),
+                    "rss_mb": rss,
+                    "verdicts": dict(verdicts),
+                }
+                samples.append(sample)
+                mem = " ".join(f"{k}={v}" for k, v in rss.items())
+                print(
+                    f"{sample['minute']:>7} {n:>11,} {sample['sessions']:>9,} {len(hanging):>8}  "
+                    f"{mem}  {dict(verdicts)}",
+                    flush=True,
+                )
+    except KeyboardInterrupt:
+        print("interrupted")
     time.sleep(2)
     live.send_signal(signal.SIGINT)
     rc = live.wait(120)
