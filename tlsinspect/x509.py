@@ -779,9 +779,9 @@ class ChainReport:
     def checks(self) -> list[Check]:
         return [c for checks in self.certs for c in checks] + list(self.chain)
 
-    def _names(self, result: str) -> list[str]:
+    def _names(self, result: str, checks: list[Check] | None = None) -> list[str]:
         out: list[str] = []
-        for c in self.checks():
+        for c in self.checks() if checks is None else checks:
             if c.result == result and c.name not in out:
                 out.append(c.name)
         return out
@@ -805,10 +805,12 @@ class ChainReport:
         return None
 
     def summary(self) -> dict[str, object]:
+        checks = self.checks()
+        failed, warnings = self._names(FAIL, checks), self._names(WARN, checks)
         return {
-            "result": self.result,
-            "failed": self.failed,
-            "warnings": self.warnings,
+            "result": FAIL if failed else WARN if warnings else PASS,
+            "failed": failed,
+            "warnings": warnings,
             "checks": [c.to_dict() for c in self.chain],
         }
 
