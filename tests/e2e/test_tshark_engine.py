@@ -160,6 +160,7 @@ def test_missing_tshark_says_how_to_install_it(tmp_path: Path):
     for args in (
         ["compare", OWN / "demo.pcapng"],
         ["--engine", "tshark", OWN / "demo.pcapng"],
+        ["live", "-i", "lo", "--engine", "tshark", "--duration", "1"],
     ):
         r = run(*args, env=env)
         assert r.returncode == 2
