@@ -61,7 +61,7 @@ CAPTURES = ROOT / "captures"
 TSHARK = "/usr/bin/tshark"
 
 #: Bump when the synthesis changes, so that cached files are rebuilt.
-GENERATOR_VERSION = 4
+GENERATOR_VERSION = 5
 
 MSS = 1448
 PACKETS_PER_CONNECTION = 250  # --packets / this = replayed connections (4000 for 1 M packets)
@@ -258,25 +258,29 @@ class _Records:
 
 
 def _bulk_point(packets: list[tuple[int, bytes]]) -> int | None:
-    """Where bulk data fits: after the server's first application_data answer to the client's.
+    """Where bulk data fits: after the server's last application_data answer to the client's.
 
-    That is, after the first server packet that starts an application_data record, follows one
+    That is, after the last server packet that starts an application_data record, follows one
     from the client, and ends at a record boundary (the bulk records must not cut a recorded
-    record). A 19-byte TLS 1.3 record is taken for an encrypted alert (2 bytes, the inner content
-    type and a 16-byte tag), not data. Counted in MSS segments. None when the connection never
-    got that far (a failed handshake).
+    record). The last, not the first: bulk data before a later exchange (a post-handshake
+    CertificateRequest and the client's answer) would push that exchange past what an observer
+    without keys follows, and change what the recorded connection shows. A 19-byte TLS 1.3
+    record is taken for an encrypted alert (2 bytes, the inner content type and a 16-byte tag),
+    not data. Counted in MSS segments. None when the connection never got that far (a failed
+    handshake).
     """
     walkers = (_Records(), _Records())
     client_data = False
     segments = 0
+    point = None
     for side, payload in packets:
         segments += -(-len(payload) // MSS)
         data = any(t == 23 and n > 19 for t, n in walkers[side].feed(payload))
         if side == 0:
             client_data = client_data or data
         elif client_data and data and walkers[1].aligned:
-            return segments
-    return None
+            point = segments
+    return point
 
 
 # -- synthesis -----------------------------------------------------------------------------
