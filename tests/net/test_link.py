@@ -36,7 +36,7 @@ from scapy.layers.l2 import (
     Ether,
     Loopback,
 )
-from scapy.layers.ppp import PPP, PPPoE
+from scapy.layers.ppp import GRE_PPTP, HDLC, PPP, PPPoE
 from scapy.layers.vxlan import VXLAN
 from scapy.packet import Raw
 
@@ -195,6 +195,53 @@ CASES = [
         b"",
     ),
     (
+        "vxlan-gpe-v4",
+        1,
+        eth() / outer4() / UDP(dport=4790) / VXLAN(flags=0x0C, NextProtocol=1) / ip4() / seg(),
+        b"",
+    ),
+    (
+        "vxlan-gpe-v6",
+        1,
+        eth() / outer6() / UDP(dport=4790) / VXLAN(flags=0x0C, NextProtocol=2) / ip6() / seg(),
+        b"",
+    ),
+    (
+        "vxlan-gpe-ethernet",
+        1,
+        eth()
+        / outer4()
+        / UDP(dport=4790)
+        / VXLAN(flags=0x0C, NextProtocol=3)
+        / eth()
+        / ip4()
+        / seg(),
+        b"",
+    ),
+    (
+        "pptp-gre",
+        1,
+        eth() / outer4() / GRE_PPTP(call_id=7) / HDLC() / PPP(proto=0x0021) / ip4() / seg(),
+        b"",
+    ),
+    (
+        "pptp-gre-seq-ack-v6",
+        1,
+        eth()
+        / outer4()
+        / GRE_PPTP(seqnum_present=1, acknum_present=1, sequence_number=3, ack_number=2)
+        / PPP(proto=0x0057)
+        / ip6()
+        / seg(),
+        b"",
+    ),
+    (
+        "pptp-gre-compressed-protocol",
+        1,
+        eth() / outer4() / GRE_PPTP(seqnum_present=1) / Raw(b"\x21") / ip4() / seg(),
+        b"",
+    ),
+    (
         "vxlan-8472-vlan-v6",
         1,
         eth() / outer6() / UDP(dport=8472) / VXLAN(vni=3) / eth() / Dot1Q() / ip6() / seg(),
@@ -324,6 +371,8 @@ def test_ipv4_total_length_zero_uses_the_capture():
         (1, eth() / outer4() / UDP(dport=4789) / VXLAN() / eth() / ip4() / UDP()),
         (1, eth() / outer4() / UDP(dport=4789) / VXLAN() / eth() / ip4(frag=3) / seg()),
         (1, eth() / outer4() / GRE(version=1) / ip4() / seg()),
+        (1, eth() / outer4() / GRE_PPTP() / PPP(proto=0xC021) / Raw(b"lcp")),
+        (1, eth() / outer4() / UDP(dport=4790) / VXLAN(flags=0x0C, NextProtocol=4) / seg()),
         (1, eth(type=0x1234) / ip4() / seg()),
         (113, CookedLinux(proto=0x0806) / ARP()),
         (101, Raw(b"\x50" + b"\x00" * 60)),

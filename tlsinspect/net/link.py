@@ -14,7 +14,8 @@ loopback NULL (0, host byte order) and OpenBSD LOOP (108, network byte order).
 Tunnels, peeled down to the inner IP/TCP, at most MAX_NESTING deep: PPPoE session, MPLS (to the
 bottom of the stack, then IPv4, IPv6 or a pseudowire control word and Ethernet), IP-in-IP (4 and
 41, in IPv4 or IPv6), GRE version 0 (IPv4, IPv6, transparent Ethernet bridging, MPLS, ERSPAN
-types I, II and III), VXLAN (UDP 4789 and 8472) and Geneve (UDP 6081).
+types I, II and III), PPTP's enhanced GRE (version 1, PPP inside), VXLAN (UDP 4789 and 8472),
+VXLAN-GPE (UDP 4790: IPv4, IPv6 or Ethernet inside) and Geneve (UDP 6081).
 
 The decoding is a small loop over "what comes at this offset", named by an EtherType
 (0x6558, transparent Ethernet bridging, stands for an Ethernet header).
@@ -55,7 +56,11 @@ _PPP_IPV4 = 0x0021
 _PPP_IPV6 = 0x0057
 
 _VXLAN_PORTS = frozenset({4789, 8472})
+_VXLAN_GPE_PORT = 4790
+_GPE_NEXT = {1: ETH_IPV4, 2: ETH_IPV6, 3: ETH_BRIDGED}  # VXLAN-GPE next protocol -> EtherType
 _GENEVE_PORT = 6081
+_PPTP_PPP = 0x880B  # the protocol type of PPTP's enhanced GRE
+_PPP_TO_ETHERTYPE = {_PPP_IPV4: ETH_IPV4, _PPP_IPV6: ETH_IPV6}
 
 _LINK_RAW = frozenset({101, 12, 14})
 _LINK_NULL = 0
@@ -227,10 +232,30 @@ def _walk(
         elif proto == IPPROTO_GRE:
             if off + 4 > end:
                 return None
-            flags = data[off]
-            if data[off + 1] & 0x07 or flags & 0x40:  # only version 0, no source routing
-                return None
+            flags, version = data[off], data[off + 1]
             et = data[off + 2] << 8 | data[off + 3]
+            if version & 0x07 == 1 and et == _PPTP_PPP and flags & 0x20:
+                # enhanced GRE of PPTP (RFC 2637): key (payload length, call id), then a
+                # sequence number (S) and an acknowledgment number (A), then PPP
+                off += 8 + (4 if flags & 0x10 else 0) + (4 if version & 0x80 else 0)
+                if off + 2 <= end and data[off] == 0xFF and data[off + 1] == 0x03:
+                    off += 2  # PPP address and control, when not compressed
+                if off + 1 > end:
+                    return None
+                ppp = data[off]
+                if not ppp & 1:  # a two-byte protocol (else compressed to one)
+                    if off + 2 > end:
+                        return None
+                    ppp = ppp << 8 | data[off + 1]
+                    off += 1
+                off += 1
+                et = _PPP_TO_ETHERTYPE.get(ppp, 0)
+                if not et:
+                    return None
+                nesting += 1
+                continue
+            if version & 0x07 or flags & 0x40:  # else only version 0, no source routing
+                return None
             off += 4 + ((flags >> 7) + (flags >> 5 & 1) + (flags >> 4 & 1)) * 4
             if et == ETH_ERSPAN_2 and not flags & 0x10:
                 et = ETH_BRIDGED  # ERSPAN type I: no sequence number, no ERSPAN header
@@ -244,6 +269,13 @@ def _walk(
             if port in _VXLAN_PORTS:
                 off += 16  # UDP header, VXLAN header
                 et = ETH_BRIDGED
+            elif port == _VXLAN_GPE_PORT:
+                if off + 16 > end:
+                    return None
+                et = _GPE_NEXT.get(data[off + 11], 0)  # the next protocol field
+                if not et:
+                    return None
+                off += 16
             elif port == _GENEVE_PORT:
                 if off + 16 > end:
                     return None
