@@ -416,7 +416,6 @@ class TsharkLive:
         self.count = count
         self.tshark = tshark
         self.stats = CaptureStats()
-        self.written = 0  # bytes copied to the --write file
         self._dumpcap: Any = None  # subprocess.Popen
         self._errors: list[str] = []
         self._opened = threading.Event()
@@ -562,7 +561,6 @@ class TsharkLive:
             while chunk := os.read(src, 1 << 16):
                 out.write(chunk)
                 out.flush()
-                self.written += len(chunk)
                 view = memoryview(chunk)
                 while to_tshark is not None and view:
                     try:

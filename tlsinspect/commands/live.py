@@ -510,6 +510,7 @@ def _capture_tshark(args: argparse.Namespace, stop: _Stop) -> int:
         own="dumpcap",
     )
     if args.write:
+        # dumpcap's own count: every packet it captured went through the pipe to the file
         lines.append(f"{source.stats.captured:,} packets written to {args.write}")
     output.statistics(lines)
     if failure:
