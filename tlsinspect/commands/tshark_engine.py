@@ -309,8 +309,13 @@ class TsharkAnalyzer:
 
     def _packet(self, pkt: TsharkPacket) -> None:
         if pkt.stream in self.done:
-            self.done[pkt.stream] = pkt.ts
-            return
+            if not pkt.flags & SYN or pkt.flags & ACK:
+                self.done[pkt.stream] = pkt.ts
+                return
+            # a new connection that tshark kept in the old one's tcp.stream (a 4-tuple reused
+            # while the old one was not closed both ways): a new session, as the built-in
+            # engine starts one on a SYN for a decided flow
+            del self.done[pkt.stream]
         flags = pkt.flags
         flow = self.flows.get(pkt.stream)
         key = (pkt.src, pkt.sport, pkt.dst, pkt.dport)
