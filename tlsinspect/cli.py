@@ -82,11 +82,9 @@ def analyze_main(argv: Sequence[str]) -> int:
     try:
         anchors = read_ca_bundle(args.ca_bundle)
     except OSError as exc:
-        print(f"tlsinspect: {args.ca_bundle}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return _fail(f"{args.ca_bundle}: {exc.strerror or exc}")
     except ValueError as exc:
-        print(f"tlsinspect: {args.ca_bundle}: no PEM certificate read: {exc}", file=sys.stderr)
-        return 2
+        return _fail(f"{args.ca_bundle}: no PEM certificate read: {exc}")
     exporter = CertExport() if args.export_certs else None
     if args.engine == "tshark":
         from .commands.tshark_engine import analyze_main as tshark_main
@@ -95,24 +93,20 @@ def analyze_main(argv: Sequence[str]) -> int:
     try:
         source = open_capture(args.capture)
     except TlsInspectError as exc:
-        print(f"tlsinspect: {exc}", file=sys.stderr)
-        return 2
+        return _fail(str(exc))
     except OSError as exc:
-        print(f"tlsinspect: {args.capture}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
+        return _fail(f"{args.capture}: {exc.strerror or exc}")
     out = sys.stdout
     try:
         keylogs = read_keylogs(args.keylog)
     except OSError as exc:
-        print(f"tlsinspect: key log {exc.filename}: {exc.strerror}", file=sys.stderr)
-        return 2
+        return _fail(f"key log {exc.filename}: {exc.strerror}")
     if args.output:
         try:
             out = open(args.output, "w", encoding="utf-8", newline="")  # closed at exit
         except OSError as exc:
             source.close()
-            print(f"tlsinspect: {args.output}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
+            return _fail(f"{args.output}: {exc.strerror or exc}")
     analyzer = Analyzer(CaptureKeys(keylogs, source.secrets))
     try:
         with source:
@@ -166,6 +160,12 @@ def analyze_main(argv: Sequence[str]) -> int:
     for p in problems if args.format != "table" else ():
         print(f"tlsinspect: {args.capture}: {p}", file=sys.stderr)
     return 0
+
+
+def _fail(message: str) -> int:
+    """One line on stderr, and the exit code of an unusable input: 2."""
+    print(f"tlsinspect: {message}", file=sys.stderr)
+    return 2
 
 
 def _order(s: dict[str, object]) -> tuple[str, int]:
