@@ -173,6 +173,7 @@ class Analyzer:
         stale = _STALE
         next_sweep = SWEEP_EVERY
         sweep_at = 0  # packet time of the next sweep (the first packet sets it)
+        tcp = 0  # TCP packets, of decided flows included
         skip = None
         push = getattr(packets, "push_skip", None)
         if push is not None:
@@ -191,8 +192,10 @@ class Analyzer:
                     try:
                         # SYN, FIN or RST (closing, reuse) and a first fragment go the long way
                         if not data[47] & 7 and not data[20] & 0x20:
+                            tcp += 1
                             continue
                     except IndexError:
+                        tcp += 1
                         continue
             if n >= next_sweep or ts >= sweep_at:
                 next_sweep = n + SWEEP_EVERY
@@ -232,6 +235,7 @@ class Analyzer:
                 key = src + dst + data[t : t + 4]
                 if orig_len > len(data) and end == len(data):
                     end += orig_len - len(data)
+            tcp += 1
             entry = get(key)
             if entry is done or entry is stale:
                 if entry is stale:  # active again: keep it past the next sweep
@@ -245,7 +249,9 @@ class Analyzer:
             if ready:
                 yield from ready
                 ready.clear()
-        stats.packets += n + (skip.skipped if skip is not None else 0)
+        skipped = skip.skipped if skip is not None else 0  # all TCP: they matched a flow
+        stats.packets += n + skipped
+        stats.tcp_packets += tcp + skipped
         self.finish()
         yield from ready
         ready.clear()
@@ -275,7 +281,6 @@ class Analyzer:
         self, entry: tuple[_Flow, int] | None, key: bytes, ts: int, data: bytes, t: int, end: int
     ) -> None:
         stats = self.stats
-        stats.tcp_packets += 1
         flags = data[t + 13]
         doff = (data[t + 12] >> 4) * 4
         cap = len(data)

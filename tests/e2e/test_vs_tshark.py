@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import own_captures, run_tshark, shared_captures, shared_view
+from conftest import own_captures, run_cli, run_tshark, shared_captures, shared_view
 
 import tlsinspect
 from tlsinspect.tls import registry as reg
@@ -169,3 +170,15 @@ VERSIONS = {v: k for k, v in reg.VERSIONS.items()}
 @pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.name)
 def test_names_chains_and_alerts_match_tshark(tshark, capture):
     assert our_facts(capture) == tshark_facts(tshark, capture)
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.name)
+def test_tcp_packet_count_matches_tshark(tshark, capture):
+    # the table header counts every TCP packet, those of flows already decided included
+    r = run_cli(capture)
+    assert r.returncode == 0, r.stderr
+    header = r.stdout.splitlines()[0]
+    found = re.search(r"\(([\d,]+) TCP\)", header)
+    assert found, header
+    theirs = len(run_tshark(tshark, capture, ["frame.number"], "tcp"))
+    assert int(found.group(1).replace(",", "")) == theirs
