@@ -49,7 +49,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import record as rec  # noqa: E402  (PKI, capture and tool helpers)
+import record as rec  # noqa: E402  (PKI, capture and tool functions)
 import record_later as later  # noqa: E402  (the ``openssl -msg`` log parser)
 
 RECORDED_BY = "captures/record_go.py"
