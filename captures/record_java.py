@@ -48,7 +48,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import record as rec  # noqa: E402  (PKI, capture and tool helpers)
+import record as rec  # noqa: E402  (PKI, capture and tool commands)
 
 RECORDED_BY = "captures/record_java.py"
 NAME = "stack_java"
