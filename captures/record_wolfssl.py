@@ -764,10 +764,11 @@ def run(stack: Stack, argv: Sequence[str] | None = None) -> int:
         if args.verbose or not line.endswith(": ok"):
             print(line)
     bad = [line for line in checks if "MISMATCH" in line]
+    agree = [line for line in checks if line.endswith(": ok")]
     print(
         f"{pcap.name}: {count} sessions, {pcap.stat().st_size} bytes, "
-        f"{time.monotonic() - started:.1f} s, tshark check: {len(checks) - len(bad)} agree, "
-        f"{len(bad)} mismatches"
+        f"{time.monotonic() - started:.1f} s; tshark check: {len(agree)} agree, "
+        f"{len(bad)} mismatches, {len(checks) - len(agree) - len(bad)} without key"
     )
     return 1 if bad else 0
 
