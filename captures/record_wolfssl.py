@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Record mutual-TLS sessions of wolfSSL against OpenSSL, GnuTLS and itself, with ground truth.
 
-The companion of ``record.py`` (whose PKI, capture and tool helpers it uses). A small C program,
+The companion of ``record.py`` (whose PKI, capture and tool functions it uses). A small C program,
 ``captures/stacks/wolfssl/peer.c``, is compiled with ``gcc`` into a temporary folder and linked
 with the system's wolfSSL (Debian ``libwolfssl-dev`` 5.5.4). It is server or client by its
 arguments and prints one line per thing it saw (``EVENT ...``). Every scenario of the matrix
@@ -48,7 +48,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
-import record as rec  # noqa: E402  (PKI, capture and tool helpers)
+import record as rec  # noqa: E402  (PKI, capture and tool functions)
 
 TLS12, TLS13 = rec.TLS12, rec.TLS13
 MUTUAL, ONE_WAY, NOT_SENT, FAILED = rec.MUTUAL, rec.ONE_WAY, rec.NOT_SENT, rec.FAILED
