@@ -102,6 +102,14 @@ class Scenario:
         return self.stack.split("/")[1]
 
     @property
+    def reply(self) -> bytes:
+        """What the client must receive: s_server asking after the handshake is driven from
+        its stdin (``c``, then ``pong``, then ``q``) instead of answering by itself."""
+        if self.server == "openssl" and self.request == LATER:
+            return rec.PONG
+        return REPLIES[self.server]
+
+    @property
     def later(self) -> str | None:
         return POST_HANDSHAKE if self.request == LATER else None
 
@@ -129,7 +137,7 @@ def _matrix() -> tuple[Scenario, ...]:
             rows.append(
                 (stack, version, REQUIRED, EXPIRED, FAILED, _REFUSED[server, "expired"])
             )
-            if version == TLS13 and server == "nss":
+            if version == TLS13 and server != "gnutls":  # gnutls-serv cannot ask later
                 rows.append((stack, version, LATER, who, MUTUAL, None))
     names = {
         (REQUIRED, True, MUTUAL): "mutual",
@@ -315,6 +323,11 @@ def server_command(
             sc.request, ["-r", "-r", "-r", "-E"]
         )
         return cmd, env
+    if sc.request == LATER and sc.server == "openssl":
+        cmd = ["openssl", "s_server", "-accept", f"{HOST}:{sc.port}", "-naccept", "1"]
+        cmd += ["-cert", str(pki.server.cert), "-key", str(pki.server.key)]
+        cmd += ["-cert_chain", str(pki.server.extra), "-CAfile", str(pki.root), "-tls1_3"]
+        return [*cmd, "-verify_return_error", "-keylogfile", str(keylog)], env
     if sc.request == LATER:
         raise rec.RecordingError(f"{sc.scenario}: no post-handshake request for {sc.server}")
     if sc.server == "openssl":
@@ -368,11 +381,16 @@ def run_pair(sc: Scenario, pki: rec.Pki, dbs: NssDbs, keylog: Path, work: Path) 
     request_file.write_bytes(payload)
     scmd, senv = server_command(sc, pki, dbs, keylog)
     ccmd, cenv = client_command(sc, pki, dbs, keylog, request_file)
+    driven = sc.server == "openssl" and sc.request == LATER
     server = subprocess.Popen(
-        scmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=senv
+        scmd,
+        stdin=subprocess.PIPE if driven else subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        env=senv,
     )
     sout = rec._Drain(server.stdout)
-    reply = REPLIES[sc.server]
+    reply = sc.reply
     terminated = False
     try:
         rec._wait_listening(sc.port, server)
@@ -387,7 +405,12 @@ def run_pair(sc: Scenario, pki: rec.Pki, dbs: NssDbs, keylog: Path, work: Path) 
                 client.stdin.flush()
             except BrokenPipeError:
                 pass  # the client has already given up
+        if driven:
+            _drive_s_server(sc, server, sout)
         rec._wait_until(lambda: reply in cout.data or client.poll() is not None, WAIT)
+        if driven and server.stdin is not None:
+            server.stdin.write(b"q\n")  # s_server ends the connection with close_notify
+            server.stdin.flush()
         if client.stdin is not None:
             try:
                 client.stdin.close()
@@ -406,6 +429,20 @@ def run_pair(sc: Scenario, pki: rec.Pki, dbs: NssDbs, keylog: Path, work: Path) 
         rec._stop(server)
     client_text = cout.join() + cerr.join()
     return Run(sout.join(), client_text, client.returncode, bytes(cout.data), terminated)
+
+
+def _drive_s_server(sc: Scenario, server: subprocess.Popen[bytes], out: rec._Drain) -> None:
+    """Once s_server printed the client's ping: ``c`` (post-handshake CertificateRequest),
+    then, once it verified the client's certificate, ``pong`` for the client."""
+    assert server.stdin is not None
+    steps = ((b"\nping\n", b"c\n"), (b"depth=0 ", rec.PONG))
+    for seen, typed in steps:
+        if not rec._wait_until(lambda: seen in out.data, WAIT):  # noqa: B023
+            raise rec.RecordingError(f"{sc.scenario}: s_server did not print {seen!r}\n"
+                                     f"{out.text()}")
+        server.stdin.write(typed)
+        server.stdin.flush()
+        time.sleep(0.1)
 
 
 # --------------------------------------------------------------------------------------------
@@ -472,6 +509,10 @@ def server_verified(sc: Scenario, run: Run, cn: str) -> bool:
             rf"selfserv: Subject: CN={re.escape(cn)},.*?\nselfserv: -- SSL3: Certificate "
             r"Validated\.", text, re.S
         ) is not None
+    if sc.server == "openssl" and sc.request == LATER:
+        return "verify error" not in text and re.search(
+            rf"^depth=0 .*CN ?= ?{re.escape(cn)}\nverify return:1$", text, re.M
+        ) is not None
     if sc.server == "openssl":
         return "Verification: OK" in text and re.search(
             rf"Peer certificate: .*CN ?= ?{re.escape(cn)}\b", text
@@ -498,7 +539,7 @@ def server_chain_sent(sc: Scenario, pki: rec.Pki) -> tuple[str, ...]:
 def judge(sc: Scenario, run: Run, pki: rec.Pki) -> dict[str, Any]:
     name = sc.scenario
     identity = pki.client(sc.client_id)
-    completed = REPLIES[sc.server] in run.client_out
+    completed = sc.reply in run.client_out
     alert = received_alert(sc, run)
     requested = sc.request != NONE
     received, count = server_received(sc, run)
