@@ -606,6 +606,8 @@ def tshark_check(pcap: Path, keylog: Path, sessions: list[dict[str, Any]]) -> li
                 flags["request"] = True
             if from_client and 11 in types_set and lengths.strip():
                 flags["cert"] = True
+            if from_client and 25 in types_set:  # CompressedCertificate (RFC 8879)
+                flags["cert"] = True
     problems: list[str] = []
     for entry in sessions:
         flags = seen.get((entry["client_port"], entry["server_port"]))
