@@ -67,6 +67,12 @@ def tlslite_client_cmd(s: drv.Session, pki: rec.Pki) -> list[str]:
 TLSLITE = drv.Node("tlslite", tlslite_server_cmd, tlslite_client_cmd)
 
 
+_PHA_COMPRESSED = (
+    "the client answers the post-handshake CertificateRequest with a CompressedCertificate: "
+    "the request offers tlslite-ng's default algorithms"
+)
+
+
 def tlslite_sessions() -> list[drv.Session]:
     """The matrix on ports 9350-9379, post-handshake authentication on 9380-9382 and certificate
     compression on 9383-9385."""
@@ -84,6 +90,7 @@ def tlslite_sessions() -> list[drv.Session]:
                 "bob",
                 rec.MUTUAL,
                 later=drv.POST_HANDSHAKE,
+                note=_PHA_COMPRESSED if client == "tlslite" else None,
             )
         )
         port += 1
