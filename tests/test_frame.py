@@ -84,7 +84,14 @@ def test_verdict_counts_and_ports_equal_the_truth(everything, capture):
     rows = everything[everything["file"] == str(capture)]
     t = truth(capture)
     counts = {k: v for k, v in rows["verdict"].value_counts().items() if v}
-    assert counts == dict(Counter(blind_verdict(s) for s in t))
+    if capture.name.startswith("stack_"):
+        # other stacks' recordings may leave a TLS 1.3 session undecided without keys (their
+        # verdicts are checked in tests/e2e/test_stacks.py): the frame must say what JSON says
+        expected = Counter(s["verdict"] for s in tlsinspect.sessions(capture))
+        assert sum(expected.values()) == len(t)
+    else:
+        expected = Counter(blind_verdict(s) for s in t)
+    assert counts == dict(expected)
     assert sorted(rows["server_port"]) == sorted(s["server_port"] for s in t)
     # rows of one capture are in start order
     assert rows["start_time"].is_monotonic_increasing

@@ -8,6 +8,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .infer import (
+    EMPTY_CERTIFICATE,
+    MIN_AUTHENTICATION,
+    MIN_CERTIFICATE,
+    VERIFY_SIZES,
+    Inference,
+    View,
+    infer_handshake,
+)
 from .model import Basis, Verdict
 from .session import AlertSeen, SessionFacts
 from .tls import registry as reg
@@ -28,6 +37,8 @@ class Decision:
     verdict: Verdict
     basis: Basis
     reason: str
+    # TLS 1.3 without keys: what the record sizes showed of the client authentication
+    sizes: Inference | None = None
 
 
 def _alert_text(a: AlertSeen) -> str:
@@ -151,137 +162,113 @@ def _classify_tls13(f: SessionFacts, origin: Origin | None) -> Decision:
     return infer_tls13(f)
 
 
-def _flight(f: SessionFacts) -> tuple[list[int], list[int]]:
-    """The client's second flight (its records after the ServerHello until the server answers)
-    and the server's records after it, as record lengths."""
-    client: list[int] = []
-    reply: list[int] = []
-    for role, length in f.after_hello:
-        if role == "client" and not reply:
-            client.append(length)
-        elif role == "server" and client:
-            reply.append(length)
-    return client, reply
+_VERDICTS = {
+    "mutual": Verdict.MUTUAL,
+    "one-way": Verdict.ONE_WAY,
+    "cert-requested-not-sent": Verdict.CERT_REQUESTED_NOT_SENT,
+    "failed": Verdict.FAILED,
+}
 
 
 def infer_tls13(f: SessionFacts) -> Decision:
-    """What a TLS 1.3 handshake was, from the sizes of its encrypted records alone.
-
-    A record carries its plaintext, one byte of real content type and the AEAD tag (RFC 8446
-    5.2; no padding is assumed: a padded flight is left `encrypted`). The client's second flight
-    is [Certificate, CertificateVerify,] Finished: Finished is 4 + hash length bytes, an empty
-    Certificate is 8 (type, length, empty context, empty list), and a client sends a Certificate
-    only when the server asked (4.4.2). A server that answers that flight with one record the
-    size of an alert, and nothing else, refused it.
-    """
-    sh = f.server_hello
-    assert sh is not None
-    hash_len = 48 if sh.cipher_suite == 0x1302 else 32
-    overhead = 1 + f.aead_tag
-    finished = 4 + hash_len
-    client, reply = _flight(f)
-    plain = [n - overhead for n in client]
-    if finished in plain:
-        end = plain.index(finished)
-    else:
-        end = 0  # the whole flight in one record
-    before = sum(plain[: end + 1]) - finished
-    shown_flight = " + ".join(f"{n:,}" for n in client[: end + 1])
-    evidence = (
-        f"client's second flight {shown_flight} bytes; Finished alone would be "
-        f"{finished + overhead}"
-    )
-    refused = len(reply) == 1 and reply[0] == f.alert_size and f.end_kind in ("fin", "rst")
-    answer = (
-        f"; the server answered with one {reply[0]}-byte record, the size of an alert, and "
-        f"{'closed' if f.end_kind == 'fin' else 'reset'}"
-        if refused
-        else ""
-    )
-    if before == 0:
-        if refused:
-            return Decision(Verdict.FAILED, Basis.INFERRED, evidence + answer)
-        if f.client_hello is not None and f.client_hello.post_handshake_auth:
-            later = _post_handshake_answer(f, finished, overhead, len(client))
-            if later is not None:
+    """What a TLS 1.3 handshake was, from the sizes of its encrypted records alone (see
+    `tlsinspect.infer`); undecided sessions stay `encrypted`, with what was seen."""
+    view = f.size_view()
+    inf = infer_handshake(view)
+    if inf.verdict is None:
+        return Decision(
+            Verdict.ENCRYPTED,
+            Basis.OBSERVED,
+            f"TLS 1.3 without a key log, and the record sizes do not decide ({inf.evidence}); "
+            "a key log would decide",
+            inf,
+        )
+    verdict = _VERDICTS[inf.verdict]
+    if verdict == Verdict.ONE_WAY and f.client_hello is not None:
+        if f.client_hello.post_handshake_auth:
+            later = _post_handshake_answer(view, inf)
+            if later is not None and later[0] == Verdict.ENCRYPTED:
+                first = inf.evidence.split(": no client Certificate")[0]
+                unknown = Inference(None, inf.evidence, None, None, None, inf.flight_end, None)
                 return Decision(
-                    later[0], Basis.INFERRED, f"{evidence}: no client Certificate; {later[1]}"
+                    Verdict.ENCRYPTED,
+                    Basis.OBSERVED,
+                    f"TLS 1.3 without a key log: {first}: no client Certificate in the handshake; "
+                    f"{later[1]}; a key log would decide",
+                    unknown,
                 )
-            pha = (
-                "; the client offered post-handshake authentication, and no answer to a later "
-                "CertificateRequest shows in the records followed"
-            )
-        else:
-            pha = ""
-        return Decision(
-            Verdict.ONE_WAY,
-            Basis.INFERRED,
-            f"{evidence}: no client Certificate, so no CertificateRequest{pha}",
-        )
-    if before == 8:
-        return Decision(
-            Verdict.CERT_REQUESTED_NOT_SENT,
-            Basis.INFERRED,
-            f"{evidence}, plus 8 bytes: an empty Certificate" + answer,
-        )
-    if before > 8:
-        if refused:
+            if later is not None:
+                asked = Inference(
+                    later[0].value,
+                    inf.evidence,
+                    True,
+                    later[0] == Verdict.MUTUAL,
+                    later[0] == Verdict.MUTUAL,
+                    inf.flight_end,
+                    inf.client_padding,
+                    True,
+                )
+                first = inf.evidence.split(": no client Certificate")[0]
+                return Decision(
+                    later[0], Basis.INFERRED, f"{first}: no client Certificate; {later[1]}", asked
+                )
             return Decision(
-                Verdict.FAILED,
+                verdict,
                 Basis.INFERRED,
-                f"{evidence}, plus {before:,} bytes: a client Certificate and CertificateVerify"
-                + answer,
+                inf.evidence + "; the client offered post-handshake authentication, and no "
+                "answer to a later CertificateRequest shows in the records followed",
+                inf,
             )
-        return Decision(
-            Verdict.MUTUAL,
-            Basis.INFERRED,
-            f"{evidence}, plus {before:,} bytes: a client Certificate and CertificateVerify",
-        )
-    return Decision(
-        Verdict.ENCRYPTED,
-        Basis.OBSERVED,
-        f"TLS 1.3 without a key log, and the record sizes do not tell ({evidence})",
-    )
+    return Decision(verdict, Basis.INFERRED, inf.evidence, inf)
 
 
-def _post_handshake_answer(
-    f: SessionFacts, finished: int, overhead: int, flight_records: int
-) -> tuple[Verdict, str] | None:
+def _post_handshake_answer(v: View, inf: Inference) -> tuple[Verdict, str] | None:
     """A client's answer to a post-handshake CertificateRequest (RFC 8446 4.6.2), from sizes.
 
-    After the handshake, a burst of two or more client records that ends with a record the size
-    of Finished, sent after a server record: [Certificate, CertificateVerify,] Finished. An
-    empty Certificate carries the request's context (up to 255 bytes) and no CertificateVerify.
+    After the handshake and after a server record (the request), client records that end with
+    one the size of Finished: [Certificate, CertificateVerify,] Finished, the server's records
+    possibly in between. An empty Certificate carries the request's context (1 to 255 bytes)
+    and no CertificateVerify. A Certificate and CertificateVerify are read only from separate
+    records, the CertificateVerify one of the sizes a signature gives: application data must not
+    pass for them.
     """
-    records = f.after_hello
-    bursts: list[tuple[str, list[int]]] = []
-    for role, length in records:
-        if bursts and bursts[-1][0] == role:
-            bursts[-1][1].append(length)
-        else:
-            bursts.append((role, [length]))
-    seen_flight = False
-    for i, (role, sizes) in enumerate(bursts):
-        if role != "client":
+    overhead = 1 + v.tag + (inf.client_padding or 0)
+    finished = 4 + v.hash_len
+    after = list(v.records[inf.flight_end + 1 :])
+    coalesced: int | None = None  # a record that may hold a whole answer
+    for start, (role, length) in enumerate(after):
+        if role != "client" or start == 0 or after[start - 1][0] != "server":
             continue
-        if not seen_flight:
-            seen_flight = True  # the handshake's own second flight
+        answer = [n for r, n in after[start:] if r == "client"][:4]
+        end = next((j for j, n in enumerate(answer) if j and n - overhead == finished), None)
+        if end is None:
+            if coalesced is None and length - overhead >= MIN_AUTHENTICATION + finished + 1:
+                coalesced = length
             continue
-        if len(sizes) < 2 or sizes[-1] - overhead != finished or bursts[i - 1][0] != "server":
-            continue
+        sizes = answer[: end + 1]
         plain = [n - overhead for n in sizes[:-1]]
         shown = " + ".join(f"{n:,}" for n in sizes)
-        if len(plain) == 1 and plain[0] <= 8 + 255:
+        if len(plain) == 1 and EMPTY_CERTIFICATE < plain[0] <= EMPTY_CERTIFICATE + 255:
             return (
                 Verdict.CERT_REQUESTED_NOT_SENT,
                 f"after the handshake the client answered a post-handshake CertificateRequest "
                 f"with {shown} bytes: an empty Certificate and Finished",
             )
+        if len(plain) >= 2 and plain[-1] in VERIFY_SIZES and sum(plain[:-1]) >= MIN_CERTIFICATE:
+            return (
+                Verdict.MUTUAL,
+                f"after the handshake the client answered a post-handshake CertificateRequest "
+                f"with {shown} bytes: a Certificate, CertificateVerify and Finished "
+                "(post-handshake client authentication)",
+            )
+    if coalesced is not None:
+        # NSS sends Certificate, CertificateVerify and Finished in one record: one record after
+        # the server's is such an answer, or application data; the sizes do not tell
         return (
-            Verdict.MUTUAL,
-            f"after the handshake the client answered a post-handshake CertificateRequest with "
-            f"{shown} bytes: a Certificate, CertificateVerify and Finished (post-handshake client "
-            "authentication)",
+            Verdict.ENCRYPTED,
+            f"after the handshake the client sent a {coalesced:,}-byte record after the "
+            "server's: application data, or its answer to a post-handshake CertificateRequest "
+            "in one record (a Certificate, CertificateVerify and Finished)",
         )
     return None
 
@@ -363,6 +350,16 @@ def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
                     basis,
                     f"{refused}client sent a {len(cc)}-certificate chain; "
                     + _alert_reason(f, alert),
+                )
+            if done and f.server_first_after == "alert" and f.end_kind in ("fin", "rst"):
+                return Decision(
+                    Verdict.FAILED,
+                    basis,
+                    f"server requested a client certificate; client sent a {len(cc)}-certificate "
+                    "chain and CertificateVerify and the handshake completed, but the server's "
+                    "first record after it was an encrypted alert, then the connection ended: "
+                    "the server refused the client after the handshake (a key log names the "
+                    "alert)",
                 )
             if done:
                 if f.client_cert_verify is None:

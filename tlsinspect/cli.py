@@ -10,16 +10,17 @@ import importlib
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from . import read_ca_bundle, read_keylogs
 from .capture import open_capture
 from .errors import TlsInspectError
-from .pipeline import Analyzer, CaptureKeys
+from .pipeline import Analyzer, CaptureKeys, SessionRecord
 from .report.export import CertExport, write_and_tell
 from .report.schema import session_dict
 from .report.stream import STREAMED_FORMATS, write_streamed
 from .report.table import count, render
+from .tls.keylog import parse_keylog
 
 # subcommand -> module under tlsinspect.commands with main(argv) -> int
 SUBCOMMANDS: dict[str, str] = {"check": "check", "live": "live", "compare": "compare"}
@@ -101,6 +102,13 @@ def analyze_main(argv: Sequence[str]) -> int:
         keylogs = read_keylogs(args.keylog)
     except OSError as exc:
         return _fail(f"key log {exc.filename}: {exc.strerror}")
+    for name, text in zip(args.keylog or (), keylogs, strict=True):
+        if not len(parse_keylog(text)):
+            source.close()
+            return _fail(
+                f"key log {name}: no key log line in it (expected the NSS key log format: "
+                "LABEL <client random> <secret>, as SSLKEYLOGFILE writes it)"
+            )
     if args.output:
         try:
             out = open(args.output, "w", encoding="utf-8", newline="")  # closed at exit
@@ -108,9 +116,10 @@ def analyze_main(argv: Sequence[str]) -> int:
             source.close()
             return _fail(f"{args.output}: {exc.strerror or exc}")
     analyzer = Analyzer(CaptureKeys(keylogs, source.secrets))
+    tally = _Decrypted()
     try:
         with source:
-            records = analyzer.run(source)
+            records = tally.count(analyzer.run(source))
             if exporter is not None:
                 records = exporter.tap(records)
             if args.format in STREAMED_FORMATS:
@@ -139,6 +148,8 @@ def analyze_main(argv: Sequence[str]) -> int:
                 f"({stats.tcp_packets:,} TCP), {count(stats.flows, 'TCP connection')}, "
                 f"{count(len(sessions or ()), 'TLS session')}"
             )
+            if keylogs or source.secrets:
+                header += f"; {tally.decrypted:,} of {tally.keyable:,} decrypted with the key log"
             if stats.fragments:
                 header += (
                     f"; {count(stats.fragments, 'IP fragment')} reassembled into "
@@ -159,7 +170,29 @@ def analyze_main(argv: Sequence[str]) -> int:
         return 2
     for p in problems if args.format != "table" else ():
         print(f"tlsinspect: {args.capture}: {p}", file=sys.stderr)
+    if keylogs and tally.keyable and not tally.decrypted:
+        print(
+            f"tlsinspect: warning: the key log decrypts none of the {tally.keyable:,} encrypted "
+            f"handshakes of {args.capture} (no client random of theirs is in it)",
+            file=sys.stderr,
+        )
     return 0
+
+
+class _Decrypted:
+    """Counts, as the sessions pass, those a key log could decrypt and those it did."""
+
+    def __init__(self) -> None:
+        self.keyable = 0  # a ServerHello was seen: its later records are encrypted
+        self.decrypted = 0
+
+    def count(self, records: Iterator[SessionRecord]) -> Iterator[SessionRecord]:
+        for r in records:
+            sh = r.facts.server_hello
+            if sh is not None and (r.facts.tls13 or "client" in r.facts.ccs):
+                self.keyable += 1
+                self.decrypted += r.facts.decrypted
+            yield r
 
 
 def _fail(message: str) -> int:

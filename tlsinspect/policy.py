@@ -513,9 +513,21 @@ def check(rule: Rule, row: Mapping[str, object]) -> list[str]:
     if resumed:
         return reasons  # no certificates in a resumed handshake
     chain = [c for c in _list(row, "client_chain") if isinstance(c, Mapping)]
-    if req.client_issuer:
+    # TLS 1.3 without keys: a client certificate the sizes show (or may hide) is encrypted
+    hidden = not chain and (
+        _v(row, "verdict") == "encrypted"
+        or (_v(row, "basis") == "inferred" and _v(row, "client_cert_sent") is True)
+    )
+    if hidden and (req.client_issuer or req.client_identity):
+        what = " and ".join(
+            w for w, on in (("issuer", req.client_issuer), ("identity", req.client_identity)) if on
+        )
+        reasons.append(
+            f"client certificate encrypted (TLS 1.3): give a key log to check its {what}"
+        )
+    elif req.client_issuer:
         reasons += _check_issuer(req.client_issuer, chain)
-    if req.client_identity:
+    if req.client_identity and not hidden:
         reasons += _check_identity(req.client_identity, row, chain)
     if req.cert_expiry_days is not None:
         reasons += _check_expiry(req.cert_expiry_days, row)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .infer import View, infer_handshake
 from .tls import messages as m
 from .tls import registry as reg
 from .tls.connection import (
@@ -35,6 +36,9 @@ class AlertSeen:
     level: int | None  # None when the alert was encrypted
     description: int | None
     after: str  # the last handshake message the sender's peer had sent, for diagnosis
+    # the sender had already sent application data: an alert on a connection that served data
+    # (a reset after the exchange), not the end of a handshake
+    late: bool = False
 
     @property
     def fatal(self) -> bool:
@@ -95,6 +99,8 @@ class SessionFacts:
     later_request: str | None = None  # "renegotiation" or "post-handshake" client authentication
     renegotiation_seen: bool = False  # encrypted handshake records after the handshake (TLS 1.2)
     server_after_done: int = 0  # server records after a TLS <= 1.2 handshake completed
+    # what the first of them was: "alert" (the server refused late, or closed at once), "data"
+    server_first_after: str | None = None
     post_records: int = 0  # encrypted records after the handshake completed
     key_problems: list[str] = field(default_factory=list)  # why records could not be decrypted
     server_reply: list[int] = field(default_factory=list)  # TLS 1.3: lengths of the server's
@@ -115,17 +121,37 @@ class SessionFacts:
         return self.version == 0x0304
 
     @property
+    def early_data_sent(self) -> bool:
+        """The client sent 0-RTT records before the ServerHello."""
+        return any(name == "early_data" for role, name in self.history if role == "client")
+
+    def size_view(self) -> View:
+        """What the TLS 1.3 inference reads of this session (seen without keys)."""
+        sh = self.server_hello
+        assert sh is not None
+        return View(
+            records=self.after_hello,
+            hash_len=48 if sh.cipher_suite == 0x1302 else 32,
+            tag=self.aead_tag,
+            early_data=self.early_data_sent,
+            closed=self.end_kind in ("fin", "rst"),
+        )
+
+    @property
     def handshake_done(self) -> bool:
         """Both sides have finished the handshake (as far as an observer without keys can tell)."""
         if self.tls13:
-            # The server's first record after the client's second flight, unless it has the
-            # size of an alert: then wait for more records or the close (it may be a refusal).
-            reply = self.server_reply
+            if "client" not in self.finished:
+                return False
             if self.decrypted:  # wait for a second ticket: a resumption may name either
-                return "client" in self.finished and len(reply) > 1
-            return "client" in self.finished and (
-                len(reply) > 1 or (len(reply) == 1 and reply[0] != self.alert_size)
-            )
+                return len(self.server_reply) > 1
+            if self.server_hello is not None and self.server_hello.psk_accepted:
+                return bool(self.server_reply)
+            # without keys: once the record sizes decide, and the server's answer to the
+            # client's flight shows it went on (an alert-sized answer may be a refusal)
+            if len(self.after_hello) >= MAX_ENCRYPTED:
+                return True
+            return infer_handshake(self.size_view()).settled
         return "client" in self.finished and "server" in self.finished
 
     @property
@@ -141,7 +167,7 @@ class SessionFacts:
     @property
     def fatal_alert(self) -> AlertSeen | None:
         for a in self.alerts:
-            if a.fatal:
+            if a.fatal and not a.late:
                 return a
         return None
 
@@ -165,12 +191,14 @@ class SessionBuilder:
             if f.decrypted or ch is None or not ch.post_handshake_auth:
                 return True
             return len(f.after_hello) >= MAX_ENCRYPTED or f.post_records >= PHA_WATCH
-        if f.cert_request is not None or f.decrypted or f.renegotiation_seen:
+        if f.renegotiation_seen:
             return True
-        # TLS <= 1.2 without a CertificateRequest: the classic server asks for the client
-        # certificate in a renegotiation, whose HelloRequest is its first record after the
-        # handshake; wait for that record before deciding
-        return f.server_after_done > 0
+        # TLS <= 1.2: wait for the server's first record after the handshake. Without a
+        # CertificateRequest, the classic server asks for the client certificate in a
+        # renegotiation, whose HelloRequest is that record; with one, a server that checks the
+        # client's chain late refuses it there with an alert.
+        # an alert first: wait for the close that says it was a refusal, or data after it
+        return f.server_after_done > (1 if f.server_first_after == "alert" else 0)
 
     def set_client(self, side: int, how: str) -> None:
         f = self.facts
@@ -227,6 +255,7 @@ class SessionBuilder:
         if ct == reg.ALERT:  # TLS <= 1.2 after ChangeCipherSpec
             peer = "server" if role == "client" else "client"
             f.alerts.append(AlertSeen(role, ts, None, None, f.last_message.get(peer, "")))
+            self._server_after(role, "alert")
             self._note(role, "encrypted_alert")
             return
         if ct == reg.HANDSHAKE:  # TLS <= 1.2 after ChangeCipherSpec: Finished, then renegotiation
@@ -236,8 +265,7 @@ class SessionBuilder:
             self._note(role, "encrypted_handshake")
             return
         if f.handshake_done:
-            if not f.tls13 and role == "server":
-                f.server_after_done += 1
+            self._server_after(role, "data")
             f.post_records += 1
         n = f.app_data.get(role, 0)
         f.app_data[role] = n + 1
@@ -268,6 +296,19 @@ class SessionBuilder:
         if n < 2:
             self._note(role, "application_data")
 
+    def _server_after(self, role: str, what: str) -> None:
+        """Count the server's records after a TLS <= 1.2 handshake, and name the first."""
+        f = self.facts
+        if role == "server" and not f.tls13 and f.server_hello is not None and f.handshake_done:
+            if not f.server_after_done:
+                f.server_first_after = what
+            f.server_after_done += 1
+
+    def _sent_data(self, role: str) -> bool:
+        """This side sent application data records (readable as such: TLS 1.2, or decrypted)."""
+        f = self.facts
+        return f.app_data.get(role, 0) > 0 and (not f.tls13 or f.decrypted)
+
     def _note(self, role: str, name: str) -> None:
         f = self.facts
         f.last_message[role] = name
@@ -283,7 +324,9 @@ class SessionBuilder:
             return
         if isinstance(msg, m.Alert):
             peer_last = f.last_message.get("server" if role == "client" else "client", "")
-            f.alerts.append(AlertSeen(role, ts, msg.level, msg.description, peer_last))
+            late = f.handshake_done and self._sent_data(role)
+            f.alerts.append(AlertSeen(role, ts, msg.level, msg.description, peer_last, late))
+            self._server_after(role, "alert")
             self._note(role, f"alert:{msg.name}")
             return
         if isinstance(msg, m.ChangeCipherSpec):

@@ -11,7 +11,9 @@ from conftest import OWN, SHARED, blind_verdict, run_tshark, shared_view
 
 import tlsinspect
 
-TRUTHS = sorted(OWN.glob("*.truth.json"))
+# the recordings of other TLS stacks (stack_*) have their own test, tests/e2e/test_stacks.py:
+# there a TLS 1.3 verdict without keys may be undecided
+TRUTHS = sorted(p for p in OWN.glob("*.truth.json") if not p.name.startswith("stack_"))
 
 
 def _expected_basis(t: dict) -> str:

@@ -142,10 +142,14 @@ def test_later_authentication_without_key_log(name: str, t: dict):
     label = _label(t, s)
     if t["later_auth"] == "renegotiation":
         assert s["verdict"] == "one-way" and s["basis"] == "observed", label
+        assert not s["cert_requested"], label  # the renegotiation's request is not seen
     else:
         assert s["verdict"] == t["verdict"] and s["basis"] == "inferred", label
         assert s["verdict"] == _session(name, t, keyed=True)["verdict"], label
-    assert not s["cert_requested"] and s["client_chain"] == [], label
+        # the sizes showed the later request and the client's answer: the facts say so
+        assert s["cert_requested"] is True, label
+        assert s["client_cert_sent"] is (t["verdict"] == "mutual"), label
+    assert s["client_chain"] == [], label
 
 
 @pytest.mark.parametrize("name, t", _cases(_later))

@@ -10,6 +10,7 @@ from __future__ import annotations
 from ..classify import Decision
 from ..diagnose import chain_reports, diagnose
 from ..pipeline import SessionRecord, iso_time
+from ..session import SessionFacts
 from ..tls import registry as reg
 from ..x509 import Anchors, ChainReport, cert_info, name_from_der
 
@@ -67,7 +68,12 @@ FIELDS: list[tuple[str, str, str]] = [
         "Why the session failed, in plain words, from the alert, who sent it and the chain "
         "checks; for `mutual`/`one-way` only when a chain fails a check, else null.",
     ),
-    ("cert_requested", "boolean", "The server sent a CertificateRequest."),
+    (
+        "cert_requested",
+        "boolean|null",
+        "The server sent a CertificateRequest: seen, decrypted or, for TLS 1.3 without keys, "
+        "shown by the record sizes (`basis` says which); null when unknown.",
+    ),
     (
         "requested_ca_names",
         "array",
@@ -76,9 +82,14 @@ FIELDS: list[tuple[str, str, str]] = [
     (
         "client_cert_sent",
         "boolean|null",
-        "The client answered with a non-empty certificate chain; null when it sent no Certificate message.",
+        "The client answered with a non-empty certificate chain; null when it sent no Certificate "
+        "message, or when that is unknown (TLS 1.3 without keys and undecided sizes).",
     ),
-    ("client_cert_verify", "boolean", "The client sent CertificateVerify."),
+    (
+        "client_cert_verify",
+        "boolean|null",
+        "The client sent CertificateVerify (seen, decrypted or inferred); null when unknown.",
+    ),
     ("client_chain", "array", "Certificates the client sent: " + CHAIN_ITEM + "."),
     ("server_chain", "array", "Certificates the server sent: " + CHAIN_ITEM + "."),
     (
@@ -168,6 +179,34 @@ def version_name(v: int) -> str | None:
     return reg.name_of("version", v) if v else None
 
 
+def client_auth(f: SessionFacts, d: Decision) -> dict[str, bool | None]:
+    """What is known of the client authentication, however it is known: from the messages
+    when they were seen, from the record sizes for TLS 1.3 without keys (null when those do not
+    tell)."""
+    sizes = d.sizes
+    hidden = (
+        f.tls13
+        and not f.decrypted
+        and f.server_hello is not None
+        and not f.server_hello.psk_accepted
+    )
+    if f.cert_request is not None or not hidden:
+        return {
+            "cert_requested": f.cert_request is not None,
+            "client_cert_sent": None if f.client_certs is None else bool(f.client_certs),
+            "client_cert_verify": f.client_cert_verify is not None,
+        }
+    if sizes is None:
+        return {"cert_requested": None, "client_cert_sent": None, "client_cert_verify": None}
+    sent = sizes.client_certificate
+    return {
+        "cert_requested": sizes.cert_requested,
+        # an empty Certificate was sent when asked: False; no Certificate message: null
+        "client_cert_sent": sent if sizes.cert_requested else None,
+        "client_cert_verify": sizes.client_verify,
+    }
+
+
 def session_dict(r: SessionRecord, anchors: Anchors | None = None) -> dict[str, object]:
     """One session's output object; `anchors` (a CA bundle) adds the `ca_bundle` check."""
     f = r.facts
@@ -181,6 +220,7 @@ def session_dict(r: SessionRecord, anchors: Anchors | None = None) -> dict[str, 
         + f.key_problems
     )
     origin = r.origin
+    auth = client_auth(f, d)
     return {
         "index": r.index,
         "start_time": iso_time(f.start_ts),
@@ -200,10 +240,10 @@ def session_dict(r: SessionRecord, anchors: Anchors | None = None) -> dict[str, 
         "basis": d.basis.value,
         "reason": d.reason,
         "diagnosis": diagnose(f, d, client_checks, server_checks),
-        "cert_requested": cr is not None,
+        "cert_requested": auth["cert_requested"],
         "requested_ca_names": [name_from_der(n) for n in cr.ca_names] if cr else [],
-        "client_cert_sent": None if f.client_certs is None else bool(f.client_certs),
-        "client_cert_verify": f.client_cert_verify is not None,
+        "client_cert_sent": auth["client_cert_sent"],
+        "client_cert_verify": auth["client_cert_verify"],
         "client_chain": chain(f.client_certs, client_checks),
         "server_chain": chain(f.server_certs, server_checks),
         "chain_checks": {

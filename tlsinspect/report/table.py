@@ -165,7 +165,12 @@ def render(
         )
         reasons.append(f"  #{idx} {s['verdict']}: {s['reason']}")
         if s.get("cert_requested"):
-            reasons.append(f"      client CAs the server accepts: {_ca_list(s)}")
+            cas = (
+                "in the encrypted CertificateRequest (a key log shows them)"
+                if s.get("basis") == "inferred"
+                else _ca_list(s)
+            )
+            reasons.append(f"      client CAs the server accepts: {cas}")
         if s.get("diagnosis"):
             reasons.append(f"      diagnosis: {s['diagnosis']}")
         summaries = s.get("chain_checks")
