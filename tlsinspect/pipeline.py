@@ -24,7 +24,7 @@ from .classify import Decision, Origin, classify
 from .model import Verdict
 from .net.fragments import Defragmenter
 from .net.ip import format_addr
-from .net.link import locate_fragment, locate_tcp
+from .net.link import header_cut, locate_fragment, locate_tcp
 from .net.reassembly import Gap, HalfStream
 from .session import SessionBuilder, SessionFacts
 from .tls.connection import KeySource, TlsConnection
@@ -82,6 +82,9 @@ class Stats:
     tcp_packets: int = 0
     not_tcp: int = 0
     truncated: int = 0  # packets cut by the capture's snaplen
+    # frames skipped because their bytes end inside a header before the TCP payload (a
+    # snaplen shorter than the headers, a damaged frame), by the header: {"IPv4 header": 3}
+    cut_short: dict[str, int] = field(default_factory=dict)
     fragments: int = 0  # IP fragments met
     reassembled: int = 0  # IP datagrams put back together from them
     flows: int = 0
@@ -206,11 +209,11 @@ class Analyzer:
                     ready.clear()
             if (
                 linktype == 1
+                and len(data) >= 54  # first: a frame cut inside its headers takes the long way
                 and data[12] == 8
                 and data[13] == 0
                 and data[14] == 0x45
                 and data[23] == 6
-                and len(data) >= 54
                 and not data[20] & 0x3F  # not a fragment (MF, offset)
                 and not data[21]
             ):
@@ -229,7 +232,11 @@ class Analyzer:
                     elif frag is not None:
                         continue  # counted by the defragmenter
                 if loc is None or loc[2] + 20 > len(data):
-                    stats.not_tcp += 1
+                    cut = header_cut(linktype, data)
+                    if cut is None:
+                        stats.not_tcp += 1
+                    else:
+                        stats.cut_short[cut] = stats.cut_short.get(cut, 0) + 1
                     continue
                 src, dst, t, end = loc
                 key = src + dst + data[t : t + 4]
@@ -261,6 +268,12 @@ class Analyzer:
         for flow in list(self.active.values()):
             self._log(flow, "eof", "the capture ends")
         defrag, stats = self.defrag, self.stats
+        if stats.cut_short:
+            where = ", ".join(f"{n:,} in the {h}" for h, n in sorted(stats.cut_short.items()))
+            stats.problems.append(
+                f"frames skipped because they end inside their headers (a snaplen shorter than "
+                f"the headers, or damage): {sum(stats.cut_short.values()):,} ({where})"
+            )
         defrag.finish()
         stats.fragments, stats.reassembled = defrag.fragments, defrag.reassembled
         if defrag.dropped:
