@@ -463,6 +463,8 @@ class Analyzer:
             for identity in ch.psk_identities:
                 found = found or self._resumable.get(_ticket_key(identity))
             return found
+        if f.tls13:  # RFC 8446 4.1.3: an echoed legacy_session_id is middlebox compatibility
+            return None
         if ch.session_ticket:
             found = self._resumable.get(_ticket_key(ch.session_ticket))
         if found is None and ch.session_id and ch.session_id == sh.session_id:
@@ -484,7 +486,7 @@ class Analyzer:
             r.decision.verdict, f"{r.client[0]}:{r.client[1]}", iso_time(f.start_ts), subject
         )
         keys = []
-        if f.server_hello is not None and f.server_hello.session_id:
+        if f.server_hello is not None and f.server_hello.session_id and not f.tls13:
             keys.append(b"id:" + f.server_hello.session_id)
         keys.extend(_ticket_key(t) for t in f.session_tickets)
         for k in keys:
