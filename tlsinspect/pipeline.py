@@ -24,7 +24,7 @@ from .classify import Decision, Origin, classify
 from .model import Verdict
 from .net.fragments import Defragmenter
 from .net.ip import format_addr
-from .net.link import locate_fragment, locate_tcp
+from .net.link import header_cut, locate_fragment, locate_tcp
 from .net.reassembly import Gap, HalfStream
 from .session import SessionBuilder, SessionFacts
 from .tls.connection import KeySource, TlsConnection
@@ -82,6 +82,9 @@ class Stats:
     tcp_packets: int = 0
     not_tcp: int = 0
     truncated: int = 0  # packets cut by the capture's snaplen
+    # frames skipped because their bytes end inside a header before the TCP payload (a
+    # snaplen shorter than the headers, a damaged frame), by the header: {"IPv4 header": 3}
+    cut_short: dict[str, int] = field(default_factory=dict)
     fragments: int = 0  # IP fragments met
     reassembled: int = 0  # IP datagrams put back together from them
     flows: int = 0
@@ -206,11 +209,11 @@ class Analyzer:
                     ready.clear()
             if (
                 linktype == 1
+                and len(data) >= 54  # first: a frame cut inside its headers takes the long way
                 and data[12] == 8
                 and data[13] == 0
                 and data[14] == 0x45
                 and data[23] == 6
-                and len(data) >= 54
                 and not data[20] & 0x3F  # not a fragment (MF, offset)
                 and not data[21]
             ):
@@ -229,7 +232,11 @@ class Analyzer:
                     elif frag is not None:
                         continue  # counted by the defragmenter
                 if loc is None or loc[2] + 20 > len(data):
-                    stats.not_tcp += 1
+                    cut = header_cut(linktype, data)
+                    if cut is None:
+                        stats.not_tcp += 1
+                    else:
+                        stats.cut_short[cut] = stats.cut_short.get(cut, 0) + 1
                     continue
                 src, dst, t, end = loc
                 key = src + dst + data[t : t + 4]
@@ -261,6 +268,12 @@ class Analyzer:
         for flow in list(self.active.values()):
             self._log(flow, "eof", "the capture ends")
         defrag, stats = self.defrag, self.stats
+        if stats.cut_short:
+            where = ", ".join(f"{n:,} in the {h}" for h, n in sorted(stats.cut_short.items()))
+            stats.problems.append(
+                f"frames skipped because they end inside their headers (a snaplen shorter than "
+                f"the headers, or damage): {sum(stats.cut_short.values()):,} ({where})"
+            )
         defrag.finish()
         stats.fragments, stats.reassembled = defrag.fragments, defrag.reassembled
         if defrag.dropped:
@@ -450,6 +463,8 @@ class Analyzer:
             for identity in ch.psk_identities:
                 found = found or self._resumable.get(_ticket_key(identity))
             return found
+        if f.tls13:  # RFC 8446 4.1.3: an echoed legacy_session_id is middlebox compatibility
+            return None
         if ch.session_ticket:
             found = self._resumable.get(_ticket_key(ch.session_ticket))
         if found is None and ch.session_id and ch.session_id == sh.session_id:
@@ -471,7 +486,7 @@ class Analyzer:
             r.decision.verdict, f"{r.client[0]}:{r.client[1]}", iso_time(f.start_ts), subject
         )
         keys = []
-        if f.server_hello is not None and f.server_hello.session_id:
+        if f.server_hello is not None and f.server_hello.session_id and not f.tls13:
             keys.append(b"id:" + f.server_hello.session_id)
         keys.extend(_ticket_key(t) for t in f.session_tickets)
         for k in keys:

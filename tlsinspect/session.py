@@ -118,7 +118,7 @@ class SessionFacts:
 
     @property
     def tls13(self) -> bool:
-        return self.version == 0x0304
+        return reg.is_tls13(self.version)  # drafts too (0x7f17: "TLS 1.3 (draft 23)")
 
     @property
     def early_data_sent(self) -> bool:

@@ -42,7 +42,7 @@ from scapy.packet import Raw
 
 from tlsinspect.capture import open_capture
 from tlsinspect.net.ip import format_addr
-from tlsinspect.net.link import MAX_NESTING, locate_tcp
+from tlsinspect.net.link import MAX_NESTING, header_cut, locate_fragment, locate_tcp
 
 CAPTURES = (Path(__file__).parents[2] / ".." / "shared" / "captures").resolve()
 
@@ -395,6 +395,45 @@ def test_short_frames(linktype):
     for n in range(40):
         assert locate_tcp(linktype, data[:n]) is None
     assert locate_tcp(linktype, b"") is None
+
+
+@pytest.mark.parametrize("case", CASES, ids=[c[0] for c in CASES])
+def test_every_cut_inside_the_headers_is_named(case):
+    """A frame cut at any length before its TCP header is whole: no TCP, and the header it
+    ends in named (what the pipeline reports as skipped); whole, nothing is cut."""
+    _name, linktype, pkt, prefix = case
+    data = prefix + bytes(pkt)
+    start = locate_tcp(linktype, data)[2]
+    assert header_cut(linktype, data) is None
+    for n in range(start + 20):
+        cut = data[:n]
+        assert locate_tcp(linktype, cut) is None
+        assert locate_fragment(linktype, cut) is None
+        where = header_cut(linktype, cut)
+        assert isinstance(where, str) and where.endswith(("header", "tag", "stack")), (n, where)
+    assert header_cut(linktype, data[: start + 20]) is None
+
+
+def test_cut_names_the_header():
+    v4 = bytes(eth() / ip4() / seg())
+    assert [header_cut(1, v4[:n]) for n in (0, 13, 14, 33, 34, 53)] == [
+        "Ethernet header",
+        "Ethernet header",
+        "IP header",
+        "IPv4 header",
+        "TCP header",
+        "TCP header",
+    ]
+    hop = bytes(ip6(nh=0) / IPv6ExtHdrHopByHop(nh=6, options=[]) / seg())
+    assert header_cut(229, hop[:39]) == "IPv6 header"
+    assert header_cut(229, hop[:45]) == "IPv6 extension header"
+    assert header_cut(229, hop[:50]) == "TCP header"
+
+
+def test_not_tcp_is_not_a_cut():
+    assert header_cut(1, bytes(eth() / ip4() / UDP(dport=53) / Raw(b"q"))) is None
+    assert header_cut(1, bytes(eth() / ARP())) is None
+    assert header_cut(105, b"\x00" * 3) is None  # a link type not read at all
 
 
 def ip_in_ip(depth: int):

@@ -118,3 +118,94 @@ def test_any_bytes_give_a_message_or_a_decode_error(msg_type, body):
     except DecodeError:
         return
     assert out.msg_type == msg_type
+
+
+# -- TLS 1.3 drafts: the ServerHello layouts and the version names --------------------------------
+
+
+def _draft21_server_hello(version: int) -> bytes:
+    """A ServerHello as drafts up to 21 wrote it: version, random, cipher_suite, extensions
+    (here a key_share with an X25519 share), no session ID, no compression method."""
+    share = b"\x00\x1d\x00\x20" + bytes(range(32))
+    exts = b"\x00\x33" + len(share).to_bytes(2, "big") + share
+    return (
+        version.to_bytes(2, "big")
+        + b"\x11" * 32
+        + b"\x13\x01"
+        + len(exts).to_bytes(2, "big")
+        + exts
+    )
+
+
+def test_server_hello_of_draft_21_has_no_session_id():
+    from tlsinspect.tls.messages import parse_server_hello
+
+    sh = parse_server_hello(_draft21_server_hello(0x7F15))
+    assert (sh.legacy_version, sh.selected_version) == (0x7F15, 0x7F15)
+    assert (sh.session_id, sh.cipher_suite, sh.compression_method) == (b"", 0x1301, 0)
+    assert [t for t, _ in sh.extensions] == [0x33]
+
+
+def test_server_hello_of_draft_23_is_the_final_layout():
+    from tlsinspect.tls.messages import parse_server_hello
+
+    exts = b"\x00\x2b\x00\x02\x7f\x17"
+    body = b"\x03\x03" + b"\x22" * 32 + b"\x20" + b"\x33" * 32 + b"\x13\x02\x00"
+    sh = parse_server_hello(body + len(exts).to_bytes(2, "big") + exts)
+    assert (sh.legacy_version, sh.selected_version, sh.session_id) == (0x0303, 0x7F17, b"\x33" * 32)
+
+
+def test_server_hello_of_an_experiment_is_read_in_either_layout():
+    from tlsinspect.tls.messages import parse_server_hello
+
+    assert parse_server_hello(_draft21_server_hello(0x7E01)).session_id == b""
+    body = b"\x7e\x02" + b"\x22" * 32 + b"\x01\x09" + b"\x13\x01\x00" + b"\x00\x00"
+    sh = parse_server_hello(body)
+    assert (sh.session_id, sh.cipher_suite, sh.selected_version) == (b"\x09", 0x1301, 0x7E02)
+    with pytest.raises(DecodeError):
+        parse_server_hello(body + b"\x00")  # neither layout consumes it exactly
+
+
+@pytest.mark.parametrize(
+    "version,name",
+    [
+        (0x7F0E, "TLS 1.3 (draft 14)"),
+        (0x7F17, "TLS 1.3 (draft 23)"),
+        (0x7F1C, "TLS 1.3 (draft 28)"),
+        (0xFB17, "TLS 1.3 (Facebook draft 23)"),
+        (0xFB1A, "TLS 1.3 (Facebook draft 26)"),
+        (0x7E01, "TLS 1.3 (Google experiment 1)"),
+        (0x0304, "TLS 1.3"),
+    ],
+)
+def test_tls13_versions_are_named_as_wireshark_names_them(version, name):
+    from tlsinspect.tls import registry as reg
+
+    assert reg.name_of("version", version) == name
+    assert reg.is_tls13(version)
+    assert not reg.is_tls13(0x0303) and not reg.is_tls13(0x7A7A)
+
+
+def test_client_offering_the_rfc_and_drafts_offers_the_rfc_first():
+    from tlsinspect.tls.messages import ClientHello
+
+    hello = ClientHello(
+        0x0303,
+        b"\x00" * 32,
+        b"",
+        (),
+        b"\x00",
+        (),
+        supported_versions=(0x7F1C, 0x0304, 0x7F17, 0x0303),
+    )
+    assert hello.max_version == 0x0304
+    older = ClientHello(
+        0x0303,
+        b"\x00" * 32,
+        b"",
+        (),
+        b"\x00",
+        (),
+        supported_versions=(0x7A7A, 0x7F17, 0x7F1C, 0x0303),
+    )
+    assert older.max_version == 0x7F1C

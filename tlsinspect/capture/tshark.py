@@ -153,15 +153,18 @@ def tls_server_ports(path: str | os.PathLike[str], tshark: str | None = None) ->
         os.fspath(path), display_filter=hello, tshark_path=tshark, override_prefs=dict(PREFS)
     )
     ports: set[int] = set()
+    failure: BaseException | None = None
     try:
         for pkt in cap:
             tcp = _layer_dicts(pkt, "tcp")
             if tcp:
                 ports.add(int(tcp[-1].get("tcp.dstport", 0)))
     except Exception as exc:  # pyshark raises its own types for tshark's failures
-        raise TsharkError(_tshark_failure(exc)) from None
+        failure = exc
     finally:
-        cap.close()
+        failure = _close(cap) or failure
+    if failure is not None and _cut_short(failure) is None:
+        raise TsharkError(_tshark_failure(failure))
     ports.discard(0)
     return sorted(ports)
 
@@ -172,11 +175,14 @@ def read_packets(
     keylog: str | None = None,
     decode_as: Iterable[int] = (),
     tshark: str | None = None,
+    problems: list[str] | None = None,
 ) -> Iterator[TsharkPacket]:
     """Every TCP packet of a capture as tshark dissects it, in capture order.
 
     `keylog`: one NSS key log file for tshark's TLS decryption (secrets embedded in a pcapng file
-    are used by tshark in any case). `decode_as`: TCP ports to dissect as TLS.
+    are used by tshark in any case). `decode_as`: TCP ports to dissect as TLS. A capture file
+    that ends inside a record is read up to there, and `problems` (when given) gets a sentence
+    saying so, as the built-in reader's `problems` does.
 
     Raises:
         TsharkMissing: no tshark.
@@ -194,25 +200,66 @@ def read_packets(
         override_prefs=prefs,
         decode_as={f"tcp.port=={p}": "tls" for p in decode_as} or None,
     )
-    yield from _convert(cap)
+    yield from _convert(cap, problems)
 
 
-def _convert(cap: Any) -> Iterator[TsharkPacket]:
+def _convert(cap: Any, problems: list[str] | None = None) -> Iterator[TsharkPacket]:
+    failure: BaseException | None = None
     try:
         for pkt in cap:
             converted = _packet(pkt)
             if converted is not None:
                 yield converted
     except GeneratorExit:
+        _close(cap)
         raise
     except Exception as exc:  # pyshark's TSharkCrashException and friends
-        raise TsharkError(_tshark_failure(exc)) from None
-    finally:
+        failure = exc
+    failure = _close(cap) or failure
+    if failure is None:
+        return
+    cut = _cut_short(failure)
+    if cut is None:
+        raise TsharkError(_tshark_failure(failure))
+    if problems is not None:
+        problems.append(f"capture truncated: {cut}; the packets before the cut were analysed")
+
+
+def _close(cap: Any) -> BaseException | None:
+    """Close a pyshark capture; what tshark's failure raised, if it failed.
+
+    pyshark raises a tshark exit code other than 0 from close() (and again from __del__, as long
+    as it still lists the process): it is caught here, and the process forgotten."""
+    try:
         cap.close()
+    except Exception as exc:
+        return exc
+    finally:
+        procs = getattr(cap, "_running_processes", None)
+        if isinstance(procs, set):
+            procs.clear()
+    return None
+
+
+#: What tshark says (exit code 2) of a capture file that ends inside a packet record, after
+#: dissecting the records before it: the end of the capture, not a failure.
+_CUT_SHORT = "cut short in the middle of a packet"
+
+
+def _cut_short(exc: BaseException) -> str | None:
+    """tshark's own words when `exc` is its failure on a capture cut inside a record."""
+    for line in str(exc).splitlines():
+        if _CUT_SHORT in line:
+            text = line.split("tshark:", 1)[-1].strip()
+            return "tshark: " + text.rstrip(".")
+    return None
 
 
 def _tshark_failure(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
+    lines = [t for t in text if t.startswith("Last error line:")]  # tshark's own message
+    if lines:
+        return "tshark failed: " + lines[-1].split(":", 1)[1].strip()
     return f"tshark failed: {text[-1] if text else type(exc).__name__}"
 
 

@@ -86,6 +86,7 @@ class CaptureComparison:
     differences: list[Difference]
     seconds: tuple[float, float]
     decode_as: list[int]
+    problems: list[str] = field(default_factory=list)  # what tshark could not read (a cut)
 
     @property
     def matched(self) -> int:
@@ -294,6 +295,7 @@ def compare_capture(path: str, keylogs: list[str] | None) -> CaptureComparison:
         compare_sessions(ours, theirs, lost),
         (middle - started, done - middle),
         run.decode_as,
+        run.problems,
     )
 
 
@@ -313,6 +315,7 @@ def text_report(c: CaptureComparison) -> str:
     ]
     if c.decode_as:
         lines.append(f"  tshark told to dissect TLS on ports {', '.join(map(str, c.decode_as))}")
+    lines.extend(f"  {p}" for p in c.problems)
     for d in c.differences:
         head = "note" if d.note else "DISAGREE"
         lines.append(f"  {head} {d.client} -> {d.server} at {d.start_time}")
@@ -371,6 +374,7 @@ def json_report(results: list[CaptureComparison]) -> dict[str, object]:
                 "sessions": {"builtin": c.builtin, "tshark": c.tshark, "both": c.matched},
                 "seconds": {"builtin": round(c.seconds[0], 3), "tshark": round(c.seconds[1], 3)},
                 "decode_as": c.decode_as,
+                "problems": c.problems,
                 "disagreements": [d.to_dict() for d in c.disagreements],
                 "notes": [d.to_dict() for d in c.notes],
             }

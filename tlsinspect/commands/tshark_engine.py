@@ -533,12 +533,15 @@ class TsharkRun:
         self.keylogs = keylogs
         self.analyzer = TsharkAnalyzer(decrypting=bool(keylogs))
         self.decode_as: list[int] = []
+        self.problems: list[str] = []  # what tshark could not read (a capture cut short)
 
     def records(self) -> Iterator[SessionRecord]:
         keylog = merged_keylog(self.keylogs)
         try:
             self.decode_as = tls_server_ports(self.path)
-            packets = read_packets(self.path, keylog=keylog, decode_as=self.decode_as)
+            packets = read_packets(
+                self.path, keylog=keylog, decode_as=self.decode_as, problems=self.problems
+            )
             yield from self.analyzer.run(packets)
         finally:
             if keylog is not None and self.keylogs and keylog not in self.keylogs:
@@ -604,7 +607,7 @@ def analyze_main(args: Namespace, anchors: Anchors | None, exporter: CertExport 
                     f"{count(run.analyzer.connections, 'TCP connection')}, "
                     f"{count(len(sessions), 'TLS session')}"
                 )
-                out.write(render(sessions, header))
+                out.write(render(sessions, header, run.problems))
         out.flush()
     except TsharkError as exc:
         print(f"{name}: {args.capture}: {exc}", file=sys.stderr)
@@ -616,6 +619,8 @@ def analyze_main(args: Namespace, anchors: Anchors | None, exporter: CertExport 
     finally:
         if out is not sys.stdout:
             out.close()
+    for p in run.problems if args.format != "table" else ():
+        print(f"{name}: {args.capture}: {p}", file=sys.stderr)  # as the built-in engine does
     if exporter is not None:
         return write_and_tell(exporter, args.export_certs, name)
     return 0

@@ -89,6 +89,31 @@ def ipv6(data: bytes, off: int, end: int) -> tuple[int, int, int, bytes, bytes] 
     return nh, l4, ip_end, src, dst
 
 
+def ip_header_cut(data: bytes, off: int, end: int) -> str | None:
+    """For an IP packet at ``off`` that `ipv4`/`ipv6` returned None for: the name of the header
+    the bytes up to ``end`` end inside of ("IPv4 header", "IPv6 extension header", ...), or None
+    when the packet is whole but not usable (another version, a fragment, bad lengths)."""
+    if off >= end:
+        return "IP header"
+    version = data[off] >> 4
+    if version == 4:
+        if off + 20 > end or off + ((data[off] & 0x0F) << 2) > end:
+            return "IPv4 header"
+        return None
+    if version != 6:
+        return None
+    if off + 40 > end:
+        return "IPv6 header"
+    nh, pos = data[off + 6], off + 40
+    while nh in _IPV6_EXTENSIONS:  # the same walk as ipv6(), on the captured bytes
+        if pos + 8 > end:
+            return "IPv6 extension header"
+        size = (data[pos + 1] + 2) << 2 if nh == _IPV6_AH else (data[pos + 1] + 1) << 3
+        nh = data[pos]
+        pos += size
+    return "IPv6 extension header" if pos > end else None
+
+
 @lru_cache(maxsize=4096)
 def format_addr(addr: bytes) -> str:
     """Text form of a packed address: dotted quad, or RFC 5952 IPv6 text.

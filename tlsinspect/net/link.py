@@ -32,6 +32,7 @@ from tlsinspect.net.ip import (
     IPPROTO_UDP,
     IPV4_HEADER,
     Fragment,
+    ip_header_cut,
     ipv4,
     ipv4_fragment,
     ipv6,
@@ -81,33 +82,53 @@ def locate_tcp(linktype: int, data: bytes) -> tuple[bytes, bytes, int, int] | No
             end = 14 + total
             return src, dst, 34, end if end < n else n
     start = _network(linktype, data)
-    if start is None:
+    if not isinstance(start, tuple):
         return None
     found = _walk(data, *start, n, False)
-    return None if isinstance(found, Fragment) else found
+    return found if isinstance(found, tuple) else None
 
 
 def locate_fragment(linktype: int, data: bytes) -> Fragment | None:
     """The IP fragment a frame carries, when its innermost IP packet is one (the outer layers,
     tunnels included, are left behind: the reassembled datagram is decoded as raw IP)."""
     start = _network(linktype, data)
-    if start is None:
+    if not isinstance(start, tuple):
         return None
     found = _walk(data, *start, len(data), True)
     return found if isinstance(found, Fragment) else None
 
 
-def _network(linktype: int, data: bytes) -> tuple[int, int] | None:
-    """(EtherType, offset) of what the link layer carries, or None."""
+def header_cut(linktype: int, data: bytes) -> str | None:
+    """The header a frame's bytes end inside of, when they end before its TCP header does
+    (a snaplen shorter than the headers, a damaged frame): "IPv4 header", "TCP header", ...
+
+    None when the frame is complete up to its TCP header, or is not TCP as far as it goes (a
+    frame cut inside an IP header before its protocol field counts as cut). For the pipeline
+    to tell, among the frames `locate_tcp` did not find TCP in, those it had to skip.
+    """
+    start = _network(linktype, data)
+    if isinstance(start, str):
+        return start
+    if start is None:
+        return None
+    found = _walk(data, *start, len(data), False)
+    return found if isinstance(found, str) else None
+
+
+def _network(linktype: int, data: bytes) -> tuple[int, int] | str | None:
+    """(EtherType, offset) of what the link layer carries, the name of the link-layer header
+    the frame ends inside of, or None (not a network layer this module reads)."""
     n = len(data)
     if linktype == 1:
-        return (data[12] << 8 | data[13], 14) if n >= 14 else None
+        return (data[12] << 8 | data[13], 14) if n >= 14 else "Ethernet header"
     if linktype == 113:  # Linux cooked capture: 16-byte header, protocol last
-        return (data[14] << 8 | data[15], 16) if n >= 16 else None
+        return (data[14] << 8 | data[15], 16) if n >= 16 else "Linux cooked header"
     if linktype == 276:  # Linux cooked capture v2: 20-byte header, protocol first
-        return (data[0] << 8 | data[1], 20) if n >= 20 else None
+        return (data[0] << 8 | data[1], 20) if n >= 20 else "Linux cooked v2 header"
     if linktype in _LINK_RAW:
-        version = data[0] >> 4 if n else 0
+        if not n:
+            return "IP header"
+        version = data[0] >> 4
         if version == 4:
             return ETH_IPV4, 0
         if version == 6:
@@ -119,7 +140,7 @@ def _network(linktype: int, data: bytes) -> tuple[int, int] | None:
         return ETH_IPV6, 0
     if linktype == _LINK_NULL or linktype == _LINK_LOOP:
         if n < 4:
-            return None
+            return "loopback header"
         family = data[0] << 24 | data[1] << 16 | data[2] << 8 | data[3]
         if linktype == _LINK_NULL and family > 0xFFFF:
             family = data[3] << 24 | data[2] << 16 | data[1] << 8 | data[0]  # little-endian host
@@ -133,9 +154,10 @@ def _network(linktype: int, data: bytes) -> tuple[int, int] | None:
 
 def _walk(
     data: bytes, et: int, off: int, end: int, fragments: bool
-) -> tuple[bytes, bytes, int, int] | Fragment | None:
+) -> tuple[bytes, bytes, int, int] | Fragment | str | None:
     """Decode from ``off``, where a protocol named by the EtherType ``et`` starts. With
-    `fragments`, an IP fragment met on the way is returned (else it ends the walk: None)."""
+    `fragments`, an IP fragment met on the way is returned (else it ends the walk: None).
+    A header that runs past ``end`` returns its name (see `header_cut`)."""
     nesting = 0
     while nesting <= MAX_NESTING:
         ip_at = off
@@ -145,13 +167,13 @@ def _walk(
             ip = ipv6(data, off, end)
         elif et in _VLAN_TAGS:
             if off + 4 > end:
-                return None
+                return "802.1Q tag"
             et = data[off + 2] << 8 | data[off + 3]
             off += 4
             continue
         elif et == ETH_BRIDGED:
             if off + 14 > end:
-                return None
+                return "Ethernet header"
             et = data[off + 12] << 8 | data[off + 13]
             off += 14
             nesting += 1
@@ -159,7 +181,7 @@ def _walk(
         elif et == ETH_PPPOE_SESSION:
             # version/type, code, session id, length, then the PPP protocol
             if off + 8 > end:
-                return None
+                return "PPPoE header"
             length = data[off + 4] << 8 | data[off + 5]
             if off + 6 + length < end:
                 end = off + 6 + length
@@ -176,13 +198,13 @@ def _walk(
         elif et == ETH_MPLS or et == ETH_MPLS_MULTICAST:
             while True:  # pop labels down to the bottom of the stack
                 if off + 4 > end:
-                    return None
+                    return "MPLS label stack"
                 bottom = data[off + 2] & 1
                 off += 4
                 if bottom:
                     break
             if off >= end:
-                return None
+                return "MPLS label stack"
             first = data[off] >> 4
             if first == 4:
                 et = ETH_IPV4
@@ -201,13 +223,15 @@ def _walk(
             continue
         elif et == ETH_ERSPAN_3:
             if off + 12 > end:
-                return None
+                return "ERSPAN header"
             off += 20 if data[off + 11] & 1 else 12  # O flag: platform specific subheader
             et = ETH_BRIDGED
             continue
         elif et <= 1500:
             # 802.3 length field: only an 802.2 SNAP header leads on to an EtherType
-            if off + 8 > end or data[off : off + 3] != _SNAP:
+            if off + 8 > end:
+                return "802.2 header"
+            if data[off : off + 3] != _SNAP:
                 return None
             et = data[off + 6] << 8 | data[off + 7]
             off += 8
@@ -216,13 +240,15 @@ def _walk(
             return None
 
         if ip is None:  # an IPv4 fragment, or a header cut short
-            return ipv4_fragment(data, ip_at, end) if fragments and et == ETH_IPV4 else None
+            if fragments and et == ETH_IPV4:
+                return ipv4_fragment(data, ip_at, end)
+            return ip_header_cut(data, ip_at, end)
         proto, off, end, src, dst = ip
         if proto == IPPROTO_FRAGMENT:  # IPv6: the fragment header ends the extension headers
             return ipv6_fragment(data, ip_at, end) if fragments else None
         if proto == IPPROTO_TCP:
             if end - off < 20:
-                return None
+                return "TCP header"
             return src, dst, off, end
         nesting += 1
         if proto == IPPROTO_IPIP:
@@ -231,7 +257,7 @@ def _walk(
             et = ETH_IPV6
         elif proto == IPPROTO_GRE:
             if off + 4 > end:
-                return None
+                return "GRE header"
             flags, version = data[off], data[off + 1]
             et = data[off + 2] << 8 | data[off + 3]
             if version & 0x07 == 1 and et == _PPTP_PPP and flags & 0x20:
@@ -240,12 +266,14 @@ def _walk(
                 off += 8 + (4 if flags & 0x10 else 0) + (4 if version & 0x80 else 0)
                 if off + 2 <= end and data[off] == 0xFF and data[off + 1] == 0x03:
                     off += 2  # PPP address and control, when not compressed
+                elif off + 1 == end and data[off] == 0xFF:
+                    return "PPP header"  # cut between the address and the control field
                 if off + 1 > end:
-                    return None
+                    return "GRE header"
                 ppp = data[off]
                 if not ppp & 1:  # a two-byte protocol (else compressed to one)
                     if off + 2 > end:
-                        return None
+                        return "GRE header"
                     ppp = ppp << 8 | data[off + 1]
                     off += 1
                 off += 1
@@ -261,7 +289,7 @@ def _walk(
                 et = ETH_BRIDGED  # ERSPAN type I: no sequence number, no ERSPAN header
         elif proto == IPPROTO_UDP:
             if off + 8 > end:
-                return None
+                return "UDP header"
             port = data[off + 2] << 8 | data[off + 3]
             length = data[off + 4] << 8 | data[off + 5]
             if 8 <= length and off + length < end:
@@ -271,14 +299,14 @@ def _walk(
                 et = ETH_BRIDGED
             elif port == _VXLAN_GPE_PORT:
                 if off + 16 > end:
-                    return None
+                    return "VXLAN-GPE header"
                 et = _GPE_NEXT.get(data[off + 11], 0)  # the next protocol field
                 if not et:
                     return None
                 off += 16
             elif port == _GENEVE_PORT:
                 if off + 16 > end:
-                    return None
+                    return "Geneve header"
                 et = data[off + 10] << 8 | data[off + 11]
                 off += 16 + ((data[off + 8] & 0x3F) << 2)
             else:

@@ -41,9 +41,18 @@ class HalfStream:
         return 0 if self.next_seq is None else (self.next_seq - self.base) & _MASK
 
     def syn(self, seq: int) -> None:
-        """A SYN fixes the initial sequence number (ISN + 1 is the first data byte)."""
-        if self.next_seq is None:
-            self.next_seq = self.base = (seq + 1) & _MASK
+        """A SYN fixes the initial sequence number (ISN + 1 is the first data byte).
+
+        A later SYN with another ISN, before any byte of this direction was seen, replaces it:
+        a server may answer a TCP Fast Open SYN (RFC 7413) with a second SYN-ACK of another
+        sequence number, and a retransmitted SYN may carry a new ISN. Data sent on the SYN
+        itself (a ClientHello in a TFO SYN) follows at ISN + 1, as any segment's.
+        """
+        first = (seq + 1) & _MASK
+        if self.next_seq is None or (
+            self.next_seq == self.base and not self.pending and not self.gap_bytes
+        ):
+            self.next_seq = self.base = first
 
     def segment(self, seq: int, payload: bytes, missing: int = 0) -> list[bytes | Gap]:
         """Add a segment. `missing`: bytes of its payload the capture cut off (snaplen)."""

@@ -405,7 +405,7 @@ class TlsConnection:
             elif isinstance(msg, m.ServerHello):
                 # From here on a TLS 1.3 handshake travels in application_data records.
                 # A HelloRetryRequest exists only in TLS 1.3 but the real ServerHello follows.
-                self.tls13 = msg.selected_version == 0x0304 or msg.retry_request
+                self.tls13 = reg.is_tls13(msg.selected_version) or msg.retry_request
                 if not msg.retry_request:
                     self.version = msg.selected_version
                     self.null_cipher = "_WITH_NULL_" in reg.name_of("cipher", msg.cipher_suite)

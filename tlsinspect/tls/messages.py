@@ -42,7 +42,7 @@ class ClientHello:
     @property
     def max_version(self) -> int:
         real = [v for v in self.supported_versions if not reg.is_grease(v)]
-        return max(real) if real else self.legacy_version
+        return max(real, key=reg.version_rank) if real else self.legacy_version
 
 
 @dataclass(frozen=True, slots=True)
@@ -217,12 +217,35 @@ def parse_sslv2_client_hello(body: bytes) -> ClientHello:
 
 
 def parse_server_hello(body: bytes) -> ServerHello:
+    """A ServerHello in the RFC's form, or in the form of TLS 1.3 drafts up to 21.
+
+    Up to draft 21 the ServerHello was `version, random, cipher_suite, extensions`: no
+    legacy_session_id_echo, no compression method, and the draft version in the version field
+    itself (draft-ietf-tls-tls13-21 section 4.1.3). Draft 22 brought back the TLS 1.2 layout, with
+    the version in supported_versions, for middlebox compatibility. A BoringSSL experiment
+    version (0x7e0N) is read in whichever of the two forms its bytes fit.
+    """
+    r = Reader(body, "ServerHello")
+    legacy_version = r.u16("legacy_version")
+    draft = reg.tls13_draft(legacy_version)
+    if draft is None:  # an experiment: the layout is not known from the version
+        try:
+            return _server_hello(body, early_draft=False)
+        except DecodeError:
+            return _server_hello(body, early_draft=True)
+    return _server_hello(body, early_draft=0 < draft <= 21)
+
+
+def _server_hello(body: bytes, early_draft: bool) -> ServerHello:
     r = Reader(body, "ServerHello")
     legacy_version = r.u16("legacy_version")
     random = r.raw(32, "random")
-    session_id = r.vec8("legacy_session_id_echo")
-    cipher_suite = r.u16("cipher_suite")
-    compression = r.u8("legacy_compression_method")
+    if early_draft:
+        session_id, cipher_suite, compression = b"", r.u16("cipher_suite"), 0
+    else:
+        session_id = r.vec8("legacy_session_id_echo")
+        cipher_suite = r.u16("cipher_suite")
+        compression = r.u8("legacy_compression_method")
     exts = ext.parse_block(r)
     r.expect_end()
     sv = ext.find(exts, ext.SUPPORTED_VERSIONS)
@@ -322,7 +345,7 @@ def parse_alert(payload: bytes) -> Alert:
 
 def parse_handshake(msg_type: int, body: bytes, version: int) -> HandshakeMessage:
     """Parse one plaintext handshake message; `version` is the negotiated one (0 before)."""
-    tls13 = version == 0x0304
+    tls13 = reg.is_tls13(version)
     if msg_type == reg.CLIENT_HELLO:
         return parse_client_hello(body)
     if msg_type == reg.SERVER_HELLO:

@@ -28,6 +28,7 @@ SERVER_HELLO = 2
 HELLO_VERIFY_REQUEST = 3
 NEW_SESSION_TICKET = 4
 END_OF_EARLY_DATA = 5
+HELLO_RETRY_REQUEST = 6  # TLS 1.3 drafts up to 21 (the final RFC uses a ServerHello instead)
 ENCRYPTED_EXTENSIONS = 8
 CERTIFICATE = 11
 SERVER_KEY_EXCHANGE = 12
@@ -50,6 +51,7 @@ HANDSHAKE_TYPES = {
     HELLO_VERIFY_REQUEST: "hello_verify_request",
     NEW_SESSION_TICKET: "new_session_ticket",
     END_OF_EARLY_DATA: "end_of_early_data",
+    HELLO_RETRY_REQUEST: "hello_retry_request",
     ENCRYPTED_EXTENSIONS: "encrypted_extensions",
     CERTIFICATE: "certificate",
     SERVER_KEY_EXCHANGE: "server_key_exchange",
@@ -151,9 +153,52 @@ def name_of(kind: str, value: int) -> str:
         return name
     if kind == "version" and value & 0x0F0F == 0x0A0A:
         return f"GREASE(0x{value:04x})"
-    if kind == "version" and value >> 8 == 0x7F:
-        return f"TLS 1.3 draft {value & 0xFF}"
+    if kind == "version" and is_tls13(value):
+        return _TLS13_VARIANTS.get(value) or f"TLS 1.3 (draft {value & 0xFF})"
     return f"unknown(0x{value:04x})" if value > 0xFF else f"unknown({value})"
+
+
+# -- TLS 1.3 before RFC 8446 -------------------------------------------------------------------
+#
+# Stacks deployed TLS 1.3 drafts before the RFC: 0x7fNN is draft NN (draft-ietf-tls-tls13-NN,
+# section 4.2.1 of each), named as Wireshark names them ("TLS 1.3 (draft 23)"). Facebook's fizz
+# sent 0xfb17 and 0xfb1a for its builds of drafts 23 and 26 (Wireshark's packet-tls-utils.c
+# reads both as TLS 1.3 drafts), and BoringSSL's 2017 field trials in Chrome 0x7e01-0x7e03
+# (its ssl_versions.cc: TLS1_3_EXPERIMENT_VERSION, ..._EXPERIMENT2/3; Wireshark does not know
+# those). All are TLS 1.3 to an observer: encrypted after the ServerHello, the same messages.
+
+_TLS13_VARIANTS = {
+    0xFB17: "TLS 1.3 (Facebook draft 23)",
+    0xFB1A: "TLS 1.3 (Facebook draft 26)",
+    0x7E01: "TLS 1.3 (Google experiment 1)",
+    0x7E02: "TLS 1.3 (Google experiment 2)",
+    0x7E03: "TLS 1.3 (Google experiment 3)",
+}
+_TLS13_VARIANT_DRAFTS = {0xFB17: 23, 0xFB1A: 26}
+
+
+def is_tls13(version: int) -> bool:
+    """TLS 1.3: the RFC's 0x0304, a draft (0x7fNN) or one of the stacks' variants above."""
+    return version == 0x0304 or version >> 8 == 0x7F or version in _TLS13_VARIANTS
+
+
+def tls13_draft(version: int) -> int | None:
+    """The draft number of a TLS 1.3 draft version (0x7f17 -> 23, 0xfb1a -> 26); 0 for the
+    RFC's TLS 1.3 and for any other version; None for a variant whose draft is not known
+    (the 0x7e0N experiments)."""
+    if version >> 8 == 0x7F:
+        return version & 0xFF
+    if version in _TLS13_VARIANTS:
+        return _TLS13_VARIANT_DRAFTS.get(version)
+    return 0
+
+
+def version_rank(version: int) -> tuple[int, int]:
+    """A sort key that puts versions in the order of their age: a TLS 1.3 draft or variant
+    after TLS 1.2 and before the RFC's TLS 1.3 (0x7f1c is not "higher" than 0x0304)."""
+    if version != 0x0304 and is_tls13(version):
+        return (0x0304, (tls13_draft(version) or 0) - 0x100)
+    return (version, 0)
 
 
 def is_grease(value: int) -> bool:
