@@ -62,9 +62,16 @@ def _after(a: AlertSeen) -> str:
     return f" after the {peer}'s {shown(a.after)}" if a.after else ""
 
 
+def _after_handshake(f: SessionFacts, a: AlertSeen) -> bool:
+    """A TLS <= 1.2 alert sent once both sides' Finished were: a server that checks the client's
+    chain only after its own Finished refuses it there (read with the key log)."""
+    return not f.tls13 and len(f.finished) == 2 and max(f.finished.values()) <= a.ts
+
+
 def _alert_reason(f: SessionFacts, a: AlertSeen) -> str:
     """The alert that ended a handshake, and the close that came before it if one did."""
-    text = f"{_alert_text(a)}{_after(a)}"
+    after = " after the handshake" if _after_handshake(f, a) else _after(a)
+    text = f"{_alert_text(a)}{after}"
     if f.closed_ts is not None and f.closed_ts < a.ts and f.ended and a.sender not in f.ended:
         last = f.closed_after
         after = f" after the {a.sender}'s {shown(last)}" if last else ""
@@ -164,6 +171,13 @@ def _flight(f: SessionFacts) -> tuple[list[int], list[int]]:
     return client, reply
 
 
+# An empty Certificate sent as an RFC 8879 CompressedCertificate: 4 + 8 bytes of headers and the
+# compressed 4-byte body (zlib 12 bytes, zstd 13, brotli fewer). A real chain and CertificateVerify
+# cannot fit: an Ed25519 key and signature alone are 96 incompressible bytes, its
+# CertificateVerify 72 more.
+EMPTY_COMPRESSED_MAX = 64
+
+
 def infer_tls13(f: SessionFacts) -> Decision:
     """What a TLS 1.3 handshake was, from the sizes of its encrypted records alone.
 
@@ -218,11 +232,17 @@ def infer_tls13(f: SessionFacts) -> Decision:
             Basis.INFERRED,
             f"{evidence}: no client Certificate, so no CertificateRequest{pha}",
         )
-    if before == 8:
+    if before == 8 or 8 < before <= EMPTY_COMPRESSED_MAX:
+        how = (
+            "an empty Certificate"
+            if before == 8
+            else "too few for a Certificate and CertificateVerify: an empty Certificate sent "
+            "compressed (RFC 8879 CompressedCertificate)"
+        )
         return Decision(
             Verdict.CERT_REQUESTED_NOT_SENT,
             Basis.INFERRED,
-            f"{evidence}, plus 8 bytes: an empty Certificate" + answer,
+            f"{evidence}, plus {before:,} bytes: {how}" + answer,
         )
     if before > 8:
         if refused:
@@ -320,9 +340,12 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
             + _origin_text(origin, "the handshake that created the session is not in the capture"),
         )
 
-    # a decrypted renegotiation decides what the plaintext first handshake could not
+    # a decrypted renegotiation, or a decrypted alert after the handshake, decides what the
+    # plaintext first handshake could not
+    late = f.fatal_alert is not None and _after_handshake(f, f.fatal_alert)
     return _by_messages(
-        f, Basis.DECRYPTED if f.decrypted and f.client_hellos > 1 else Basis.OBSERVED
+        f,
+        Basis.DECRYPTED if f.decrypted and (f.client_hellos > 1 or late) else Basis.OBSERVED,
     )
 
 
