@@ -80,7 +80,9 @@ def run_tshark(
 def blind_verdict(truth: dict) -> str:
     """The verdict a recorded session must get without its key log. A TLS 1.2 client asked for
     its certificate only in a renegotiation did so in encrypted records: what the capture shows
-    is the first handshake, one-way. A TLS 1.3 post-handshake answer shows in record sizes."""
+    is the first handshake, one-way. A TLS 1.3 post-handshake answer shows in record sizes. A
+    TLS 1.2 refusal sent after the handshake is an encrypted alert, then the close: `failed`
+    without keys too (only the key log names the alert)."""
     return "one-way" if truth.get("later_auth") == "renegotiation" else truth["verdict"]
 
 

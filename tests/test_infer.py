@@ -29,10 +29,12 @@ ASKING = [23, 62, 1894, 281, 69]
 NOT_ASKING = [23, 1894, 281, 69]
 
 
-def view(seq: str, *, early: bool = False, closed: bool = False, hash_len: int = 48) -> View:
+def view(
+    seq: str, *, early: bool = False, closed: bool = False, hash_len: int = 48, alps: bool = True
+) -> View:
     """'S23 S62 C1294' -> records."""
     recs = [("server" if w[0] == "S" else "client", int(w[1:])) for w in seq.split()]
-    return View(recs, hash_len, 16, early, closed)
+    return View(recs, hash_len, 16, early, closed, alps)
 
 
 def flight(sizes: list[int], pad: int = 0) -> str:
@@ -148,6 +150,14 @@ def test_client_encrypted_extensions_are_not_a_certificate():
     inf = infer_handshake(view(seq))
     assert inf.verdict == "one-way", inf.evidence
     assert "EncryptedExtensions" in inf.evidence
+
+
+def test_without_alps_offered_no_client_encrypted_extensions():
+    # the same 10 bytes from a client that did not offer ALPS: no reading fits
+    assert verdict(f"S3000 C{FIN + 10} C{22} S250 C{ALERT}", alps=False) is None
+    # 24 bytes before Finished: an empty Certificate, compressed (RFC 8879)
+    inf = infer_handshake(view(f"S3000 C{24 + OVER} C{FIN} S250 C22", alps=False))
+    assert inf.verdict == "cert-requested-not-sent" and "compressed" in inf.evidence
 
 
 def test_extensions_with_an_empty_certificate_in_one_record_are_undecided():

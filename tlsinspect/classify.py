@@ -73,9 +73,16 @@ def _after(a: AlertSeen) -> str:
     return f" after the {peer}'s {shown(a.after)}" if a.after else ""
 
 
+def _after_handshake(f: SessionFacts, a: AlertSeen) -> bool:
+    """A TLS <= 1.2 alert sent once both sides' Finished were: a server that checks the client's
+    chain only after its own Finished refuses it there (read with the key log)."""
+    return not f.tls13 and len(f.finished) == 2 and max(f.finished.values()) <= a.ts
+
+
 def _alert_reason(f: SessionFacts, a: AlertSeen) -> str:
     """The alert that ended a handshake, and the close that came before it if one did."""
-    text = f"{_alert_text(a)}{_after(a)}"
+    after = " after the handshake" if _after_handshake(f, a) else _after(a)
+    text = f"{_alert_text(a)}{after}"
     if f.closed_ts is not None and f.closed_ts < a.ts and f.ended and a.sender not in f.ended:
         last = f.closed_after
         after = f" after the {a.sender}'s {shown(last)}" if last else ""
@@ -307,9 +314,12 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
             + _origin_text(origin, "the handshake that created the session is not in the capture"),
         )
 
-    # a decrypted renegotiation decides what the plaintext first handshake could not
+    # a decrypted renegotiation, or a decrypted alert after the handshake, decides what the
+    # plaintext first handshake could not
+    late = f.fatal_alert is not None and _after_handshake(f, f.fatal_alert)
     return _by_messages(
-        f, Basis.DECRYPTED if f.decrypted and f.client_hellos > 1 else Basis.OBSERVED
+        f,
+        Basis.DECRYPTED if f.decrypted and (f.client_hellos > 1 or late) else Basis.OBSERVED,
     )
 
 

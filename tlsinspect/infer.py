@@ -38,6 +38,10 @@ MIN_EXTENSIONS = 6  # EncryptedExtensions with no extension: header and a zero l
 # bytes (an Ed25519 key and signature alone are 32 + 64 bytes, with names, validity and algorithm
 # identifiers around them).
 MIN_CERTIFICATE = 4 + 1 + 3 + 3 + 128 + 2
+# A CompressedCertificate (RFC 8879) of an empty Certificate: header 4, algorithm 2, lengths 3 + 3,
+# the 4-byte body compressed (zlib 12 bytes, zstd 13, brotli fewer). A real chain with its
+# CertificateVerify cannot be this small.
+COMPRESSED_EMPTY = range(4 + 2 + 3 + 3 + 5, 4 + 2 + 3 + 3 + 52 + 1)
 MAX_PADDING = 255  # more than a stack pads a handshake record in practice; a bound, not a rule
 # A first record up to this much longer than Finished may be a padded Finished (a stack that pads
 # pads a little: 16 bytes seen); a Certificate is longer, an EncryptedExtensions mostly shorter.
@@ -72,6 +76,8 @@ class View:
     tag: int  # AEAD tag length
     early_data: bool  # the client sent 0-RTT records: an EndOfEarlyData may open its flight
     closed: bool  # the connection ended with a FIN or a reset
+    # the client offered ALPS (application_settings): it may send an EncryptedExtensions
+    extensions: bool = True
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,8 +213,9 @@ def _is_extensions(c: int) -> bool:
     return c == MIN_EXTENSIONS or c >= MIN_EXTENSIONS + 4
 
 
-def _read_plain(items: Sequence[int]) -> str | None:
-    """What records before the Finished held, none of them an EndOfEarlyData."""
+def _read_plain(items: Sequence[int], extensions: bool) -> str | None:
+    """What records before the Finished held, none of them an EndOfEarlyData. `extensions`:
+    the client may send an EncryptedExtensions (it offered ALPS)."""
     if not items:
         return "none"
     total = sum(items)
@@ -221,32 +228,45 @@ def _read_plain(items: Sequence[int]) -> str | None:
         if last >= MIN_AUTHENTICATION:
             return "auth"  # Certificate and CertificateVerify in one record
         return None
-    # an EncryptedExtensions, then an empty Certificate: in one record or two
+
+    def ee(c: int) -> bool:
+        return extensions and _is_extensions(c)
+
+    # an EncryptedExtensions, then an empty Certificate (plain or compressed): in one record or
+    # two; or an EncryptedExtensions alone
+    def empty_cert(c: int) -> bool:
+        return c == EMPTY_CERTIFICATE or c in COMPRESSED_EMPTY
+
     empty = (
         len(items) == 1
-        and (items[0] == EMPTY_CERTIFICATE or _is_extensions(items[0] - EMPTY_CERTIFICATE))
-    ) or (len(items) == 2 and _is_extensions(items[0]) and items[1] == EMPTY_CERTIFICATE)
-    none = len(items) == 1 and _is_extensions(items[0])
+        and (
+            empty_cert(items[0])
+            or any(ee(items[0] - c) and empty_cert(c) for c in range(1, items[0]))
+        )
+    ) or (len(items) == 2 and ee(items[0]) and empty_cert(items[1]))
+    none = len(items) == 1 and ee(items[0])
     if empty == none:
         return None  # both readings fit (or neither): the sizes do not tell
     return "empty" if empty else "none"
 
 
-def _read_extras(contents: Sequence[int], early: bool) -> str | None:
+def _read_extras(contents: Sequence[int], early: bool, extensions: bool) -> str | None:
     """What the client's records before its Finished held: "none" (no Certificate), "empty"
     (an empty Certificate), "auth" (Certificate and CertificateVerify), None if unclear.
 
     Each record holds whole messages in their order: EndOfEarlyData (after 0-RTT data the server
-    accepted), EncryptedExtensions, Certificate, CertificateVerify; messages may share a record.
+    accepted), EncryptedExtensions (only after the client offered ALPS), Certificate (maybe
+    compressed, RFC 8879), CertificateVerify; messages may share a record.
     """
     items = list(contents)
     if not early or not items:
-        return _read_plain(items)
+        return _read_plain(items, extensions)
     if items[0] == END_OF_EARLY_DATA:
-        return _read_plain(items[1:])
-    readings = {_read_plain(items)}  # the server refused the early data: no EndOfEarlyData
+        return _read_plain(items[1:], extensions)
+    # the server refused the early data: no EndOfEarlyData
+    readings = {_read_plain(items, extensions)}
     if items[0] > END_OF_EARLY_DATA:  # or it shares the first record
-        readings.add(_read_plain([items[0] - END_OF_EARLY_DATA, *items[1:]]))
+        readings.add(_read_plain([items[0] - END_OF_EARLY_DATA, *items[1:]], extensions))
     readings.discard(None)
     return readings.pop() if len(readings) == 1 else None
 
@@ -272,9 +292,11 @@ def infer_handshake(v: View) -> Inference:
     evidence = f"client's second flight {shown} bytes; Finished alone would be {fin + over}" + (
         f" (records {flight.how})" if flight.padding else ""
     )
-    read = _read_extras(flight.contents, v.early_data)
+    read = _read_extras(flight.contents, v.early_data, v.extensions)
     extra = sum(flight.contents)
-    return _conclude(v, read, extra, evidence, asked, s_pad, flight.end, flight.padding)
+    return _conclude(
+        v, read, extra, evidence, asked, s_pad, flight.end, flight.padding, flight.contents
+    )
 
 
 def _coalesced(
@@ -292,7 +314,7 @@ def _coalesced(
     )
     if extra < 0:
         return _undecided(evidence + ": too short for a Finished", asked, -1)
-    read = _read_extras((extra,) if extra else (), v.early_data)
+    read = _read_extras((extra,) if extra else (), v.early_data, v.extensions)
     refused = _server_answer(v, s_pad)[0] == "refused"
     if read == "auth" and not refused:
         # padding could explain bytes only up to what the client's smallest later record holds
@@ -307,7 +329,7 @@ def _coalesced(
         return _undecided(
             f"{evidence}, plus {extra:,} bytes, which padding could explain", asked, i
         )
-    return _conclude(v, read, extra, evidence, asked, s_pad, i, 0)
+    return _conclude(v, read, extra, evidence, asked, s_pad, i, 0, (extra,))
 
 
 def _undecided(evidence: str, asked: bool | None, end: int) -> Inference:
@@ -345,6 +367,7 @@ def _conclude(
     s_pad: int | None,
     end: int,
     c_pad: int,
+    contents: Sequence[int] = (),
 ) -> Inference:
     answer, reply = _server_answer(v, s_pad)
     plus = f"{evidence}, plus {extra:,} bytes"
@@ -380,14 +403,22 @@ def _conclude(
     if read == "empty":
         if asked is False:
             return undecided(", yet the server's records show no CertificateRequest", None)
+        if extra == EMPTY_CERTIFICATE:
+            what = "an empty Certificate"
+        elif any(c in COMPRESSED_EMPTY for c in contents) and not v.extensions:
+            what = "an empty Certificate sent compressed (RFC 8879 CompressedCertificate)"
+        else:
+            what = "an empty Certificate, with an EncryptedExtensions or EndOfEarlyData"
+        return decided("cert-requested-not-sent", f"{plus}: {what}", (True, False, False))
+    # no Certificate at all: the server did not ask (RFC 8446 4.4.2 obliges an answer)
+    if asked is True and any(c in COMPRESSED_EMPTY for c in contents):
+        # the server asked, so the record is the answer: an empty list, compressed
         return decided(
             "cert-requested-not-sent",
-            f"{plus}: an empty Certificate"
-            if extra == EMPTY_CERTIFICATE
-            else f"{plus}: an empty Certificate and an EncryptedExtensions or EndOfEarlyData",
+            f"{plus}: an empty Certificate sent compressed (RFC 8879 CompressedCertificate), "
+            "as the server asked for one",
             (True, False, False),
         )
-    # no Certificate at all: the server did not ask (RFC 8446 4.4.2 obliges an answer)
     if asked is True:
         return undecided(
             ": no client Certificate, yet the server's records show a CertificateRequest", True

@@ -127,7 +127,7 @@ class SessionFacts:
 
     def size_view(self) -> View:
         """What the TLS 1.3 inference reads of this session (seen without keys)."""
-        sh = self.server_hello
+        sh, ch = self.server_hello, self.client_hello
         assert sh is not None
         return View(
             records=self.after_hello,
@@ -135,6 +135,7 @@ class SessionFacts:
             tag=self.aead_tag,
             early_data=self.early_data_sent,
             closed=self.end_kind in ("fin", "rst"),
+            extensions=ch is None or any(t in reg.ALPS_EXTENSIONS for t, _ in ch.extensions),
         )
 
     @property

@@ -257,13 +257,26 @@ def compare_sessions(
             fa, fb = _facts(a), _facts(b)
             fields = {k: (fa[k], fb[k]) for k in COMPARED if fa[k] != fb[k]}
             if fields:
+                why = _why(a, b, lost)
+                # RFC 8879: tshark 4.0 decompresses brotli certificates only, and the tshark
+                # engine reads chains from Certificate (11) messages, never from type 25
+                compressed = any(
+                    str(h).endswith(":compressed_certificate")
+                    for h in a["handshake"]  # type: ignore[attr-defined]
+                )
+                if compressed:
+                    why.append(
+                        "tlsinspect decompressed a CompressedCertificate (RFC 8879); the tshark "
+                        "engine reads no chain from it"
+                    )
                 out.append(
                     Difference(
                         _endpoint(a["client_ip"], a["client_port"]),
                         _endpoint(a["server_ip"], a["server_port"]),
                         str(a["start_time"]),
                         fields,
-                        _why(a, b, lost),
+                        why,
+                        note=compressed,
                     )
                 )
     out.sort(key=lambda d: d.start_time)

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 from ..errors import DecodeError
 from . import messages as m
 from . import registry as reg
+from .compression import DEFLATE, RecordInflater, parse_compressed_certificate
 from .decrypt import RecordDecryptor
 from .handshake import HandshakeAssembler
 from .records import DONE, RECORDS, SSLV2_HELLO, RecordLayer
@@ -89,6 +90,11 @@ class KeySource(Protocol):
 # Records after the handshake still decrypted, per direction, to find a renegotiation or a
 # post-handshake CertificateRequest (the classic "ask for the client certificate later").
 WATCH_RECORDS = 256
+# After a TLS <= 1.2 handshake with a CertificateRequest, records still decrypted until the
+# server's first one: a server that checks the client's chain only after its own Finished
+# refuses it with an encrypted alert there (tlslite-ng's Checker does). The count bounds a
+# client that keeps sending while the server says nothing.
+LATE_ALERT_RECORDS = 16
 
 
 class _Side:
@@ -103,6 +109,7 @@ class _Side:
         "finished",
         "early",
         "early_records",
+        "inflater",
     )
 
     def __init__(self, midstream: bool, client: bool) -> None:
@@ -116,6 +123,8 @@ class _Side:
         self.finished = False  # this side's Finished was decrypted
         self.early: Any = None  # the client's 0-RTT decryptor, made when first needed
         self.early_records = 0  # application_data records sent before the ServerHello (0-RTT)
+        # RFC 3749 DEFLATE: this direction's decrypted records are compressed (TLS <= 1.2)
+        self.inflater: RecordInflater | None = None
 
 
 class TlsConnection:
@@ -133,6 +142,8 @@ class TlsConnection:
         "watch",
         "post_handshake_auth",
         "cert_requested",
+        "compression",
+        "late",
     )
 
     def __init__(self, midstream: bool = False, keys: KeySource | None = None) -> None:
@@ -150,11 +161,16 @@ class TlsConnection:
         self.watch = 0  # records left to decrypt after the handshake (see WATCH_RECORDS)
         self.post_handshake_auth = False
         self.cert_requested = False
+        self.compression = 0  # the ServerHello's compression_method (RFC 3749: 1 is DEFLATE)
+        self.late = 0  # records left to decrypt waiting for the server's first (LATE_ALERT_RECORDS)
 
     @property
     def watching(self) -> bool:
-        """Decryption goes on after the handshake, looking for a later client authentication."""
-        return self.watch > 0 and any(s.decryptor is not None for s in self.sides)
+        """Decryption goes on after the handshake, looking for a later client authentication
+        or for a server's late refusal of the client's chain."""
+        return (self.watch > 0 or self.late > 0) and any(
+            s.decryptor is not None for s in self.sides
+        )
 
     @property
     def started(self) -> bool:
@@ -267,8 +283,18 @@ class TlsConnection:
                 return False
             st.decryptor.seq = seq  # that record was not under the handshake keys
             inner, plain = early  # 0-RTT data (or EndOfEarlyData) sent after the ServerHello
+        if st.inflater is not None:
+            try:
+                plain = st.inflater.inflate(plain)
+            except DecodeError as exc:
+                st.decryptor = None  # the stream is out of step: nothing later inflates
+                st.failed = True
+                events.append(KeysMissing(side, ts, str(exc)))
+                return True
         if self.watch:
             self.watch -= 1
+        if self.late:
+            self.late = 0 if not st.client else self.late - 1
         if inner == reg.HANDSHAKE:
             self._handshake(side, st, plain, ts, events, decrypted=True)
         elif inner == reg.CHANGE_CIPHER_SPEC:  # a TLS 1.2 renegotiation switches keys
@@ -325,6 +351,11 @@ class TlsConnection:
             )
 
         self._install(side, st, ts, events, "CLIENT_RANDOM", make, self.cipher_suite)
+        # RFC 3749 section 2: with DEFLATE negotiated, what the new keys protect is compressed,
+        # in one stream per direction that starts with them (a renegotiation starts a new one)
+        st.inflater = (
+            RecordInflater() if st.decryptor is not None and self.compression == DEFLATE else None
+        )
 
     def _install(
         self,
@@ -370,6 +401,8 @@ class TlsConnection:
                 s.finished = False  # a renegotiation will finish again
             later = self.post_handshake_auth if self.tls13 else True
             self.watch = WATCH_RECORDS if later and not self.cert_requested else 0
+            if self.cert_requested and not self.tls13:
+                self.late = LATE_ALERT_RECORDS
 
     def _handshake(
         self,
@@ -388,7 +421,10 @@ class TlsConnection:
             return
         for msg_type, body in messages:
             try:
-                msg = m.parse_handshake(msg_type, body, self.version)
+                if msg_type == reg.COMPRESSED_CERTIFICATE:  # RFC 8879: a Certificate inside
+                    msg: m.HandshakeMessage = parse_compressed_certificate(body, self.version)
+                else:
+                    msg = m.parse_handshake(msg_type, body, self.version)
             except DecodeError as exc:
                 events.append(MessageMalformed(side, ts, msg_type, str(exc)))
                 continue
@@ -411,6 +447,7 @@ class TlsConnection:
                     self.null_cipher = "_WITH_NULL_" in reg.name_of("cipher", msg.cipher_suite)
                     self.server_random = msg.random
                     self.cipher_suite = msg.cipher_suite
+                    self.compression = 0 if self.tls13 else msg.compression_method
                     self.etm = self.client_etm and any(t == 22 for t, _ in msg.extensions)
                     if self.tls13 and self.keys is not None and self.client_random:
                         self._keys_tls13(ts, events)

@@ -14,6 +14,10 @@ HANDSHAKE = 22
 APPLICATION_DATA = 23
 HEARTBEAT = 24
 
+# application_settings (ALPS), the old and the new code point: a client that offers it may send
+# an EncryptedExtensions in its second flight (draft-vvv-tls-alps)
+ALPS_EXTENSIONS = frozenset({17513, 17613})
+
 CONTENT_TYPES = {
     CHANGE_CIPHER_SPEC: "change_cipher_spec",
     ALERT: "alert",
