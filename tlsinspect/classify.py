@@ -15,7 +15,6 @@ from .infer import (
     VERIFY_SIZES,
     Inference,
     View,
-    infer_handshake,
 )
 from .model import Basis, Verdict
 from .session import AlertSeen, SessionFacts
@@ -181,7 +180,7 @@ def infer_tls13(f: SessionFacts) -> Decision:
     """What a TLS 1.3 handshake was, from the sizes of its encrypted records alone (see
     `tlsinspect.infer`); undecided sessions stay `encrypted`, with what was seen."""
     view = f.size_view()
-    inf = infer_handshake(view)
+    inf = f.sized()
     if inf.verdict is None:
         return Decision(
             Verdict.ENCRYPTED,

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from .infer import View, infer_handshake
+from .infer import Inference, View, infer_handshake
 from .tls import messages as m
 from .tls import registry as reg
 from .tls.connection import (
@@ -105,6 +105,8 @@ class SessionFacts:
     key_problems: list[str] = field(default_factory=list)  # why records could not be decrypted
     server_reply: list[int] = field(default_factory=list)  # TLS 1.3: lengths of the server's
     # first two records after the client's second flight
+    # the last inference from record sizes, with what it was made from (records seen, end)
+    _sized: tuple[int, str | None, Inference] | None = field(default=None, repr=False)
 
     def role(self, side: int) -> str:
         if self.client_side is None:
@@ -138,6 +140,17 @@ class SessionFacts:
             extensions=ch is None or any(t in reg.ALPS_EXTENSIONS for t, _ in ch.extensions),
         )
 
+    def sized(self) -> Inference:
+        """The TLS 1.3 inference from record sizes, made again only when a record or the end
+        was added since the last time."""
+        key = (len(self.after_hello), self.end_kind)
+        cached = self._sized
+        if cached is not None and cached[:2] == key:
+            return cached[2]
+        inf = infer_handshake(self.size_view())
+        self._sized = (*key, inf)
+        return inf
+
     @property
     def handshake_done(self) -> bool:
         """Both sides have finished the handshake (as far as an observer without keys can tell)."""
@@ -152,7 +165,7 @@ class SessionFacts:
             # client's flight shows it went on (an alert-sized answer may be a refusal)
             if len(self.after_hello) >= MAX_ENCRYPTED:
                 return True
-            return infer_handshake(self.size_view()).settled
+            return self.sized().settled
         return "client" in self.finished and "server" in self.finished
 
     @property
