@@ -182,7 +182,9 @@ def load_templates(paths: Sequence[Path]) -> list[Template]:
                     server=f"{path.name}:{ident[3]}",
                     server_port=_service_port(packets[0][1], ident[3]),
                     segments=_cut(packets),
-                    bulk_at=_bulk_point(packets),
+                    # bulk data only where the recorded handshake completed: a refusal by a
+                    # padded alert (Java's are 35 bytes) must not be followed by server data
+                    bulk_at=_bulk_point(packets) if verdict in COMPLETED else None,
                     closer=closer,
                     verdict=verdict,
                 )
@@ -257,6 +259,9 @@ class _Records:
         return self.next == len(self.data)
 
 
+COMPLETED = frozenset({"mutual", "one-way", "cert-requested-not-sent", "resumed"})
+
+
 def _bulk_point(packets: list[tuple[int, bytes]]) -> int | None:
     """Where bulk data fits: after the server's last application_data answer to the client's.
 
@@ -266,7 +271,9 @@ def _bulk_point(packets: list[tuple[int, bytes]]) -> int | None:
     CertificateRequest and the client's answer) would push that exchange past what an observer
     without keys follows, and change what the recorded connection shows. A 19-byte TLS 1.3
     record is taken for an encrypted alert (2 bytes, the inner content type and a 16-byte tag),
-    not data. Counted in MSS segments. None when the connection never got that far (a failed
+    not data. A point after which the client still sends more than an alert (35 bytes: Java pads
+    its alerts) is dropped: the server's record may sit inside the client's answer to a
+    post-handshake request. Counted in MSS segments. None when the connection never got that far (a failed
     handshake).
     """
     walkers = (_Records(), _Records())
@@ -275,9 +282,12 @@ def _bulk_point(packets: list[tuple[int, bytes]]) -> int | None:
     point = None
     for side, payload in packets:
         segments += -(-len(payload) // MSS)
-        data = any(t == 23 and n > 19 for t, n in walkers[side].feed(payload))
+        sizes = [n for t, n in walkers[side].feed(payload) if t == 23]
+        data = any(n > 19 for n in sizes)
         if side == 0:
             client_data = client_data or data
+            if any(n > 35 for n in sizes):
+                point = None  # the client goes on (the rest of an answer): not after this
         elif client_data and data and walkers[1].aligned:
             point = segments
     return point

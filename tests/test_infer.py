@@ -120,6 +120,18 @@ def test_padded_one_way_against_an_unpadded_server_is_never_mutual():
     # nothing confirms the client's padding: undecided or one-way, never mutual
     seq = f"{flight(NOT_ASKING)} C{FIN + P} S250 C{22 + P}"
     assert verdict(seq) in (None, "one-way")
+    # without ALPS the 16 bytes are no message: the server did not ask, so they are padding
+    inf = infer_handshake(view(seq, alps=False))
+    assert inf.verdict == "one-way" and "no CertificateRequest, so padding" in inf.evidence
+    # the same bytes to a server that asked: an empty Certificate and padding
+    seq = f"{flight(ASKING)} C{FIN + P} S250 C{22 + P}"
+    assert verdict(seq, alps=False) == "cert-requested-not-sent"
+
+
+def test_a_clear_client_answer_is_not_overruled_by_the_server_flight():
+    # an empty Certificate in a record of its own, yet the server's flight shows no request: the
+    # two disagree (a server may put its request and certificate in one record): undecided
+    assert verdict(f"{flight(NOT_ASKING)} C25 C69 S250", alps=False) is None
 
 
 def test_padded_mutual_and_not_sent():

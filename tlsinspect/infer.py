@@ -325,7 +325,12 @@ def _coalesced(
                 else f"its later records allow up to {bound} bytes of padding"
             )
             return _undecided(f"{evidence}, plus {extra:,} bytes; {more}", asked, i)
-    elif read in ("none", "empty") and bound is not None and 0 < extra <= bound:
+    elif (
+        read in ("none", "empty")
+        and bound is not None
+        and 0 < extra <= bound
+        and not (asked is not None and extra < MIN_AUTHENTICATION)
+    ):
         return _undecided(
             f"{evidence}, plus {extra:,} bytes, which padding could explain", asked, i
         )
@@ -386,6 +391,16 @@ def _conclude(
                 verdict = "failed"
         return Inference(verdict, text, *facts, end, c_pad, answer != "unknown")
 
+    by_server = ""
+    if read is None and asked is not None and extra < MIN_AUTHENTICATION:
+        # too few bytes for a certificate: the server's own flight says whether the client had to
+        # answer with an (empty) Certificate; the rest is padding or extensions
+        read = "empty" if asked else "none"
+        by_server = (
+            "; the server's records show a CertificateRequest, so an empty Certificate"
+            if asked
+            else "; the server's records show no CertificateRequest, so padding"
+        )
     if read is None:
         return undecided(", which the sizes of the messages allowed there do not explain alone")
     if read == "auth":
@@ -408,8 +423,10 @@ def _conclude(
         elif any(c in COMPRESSED_EMPTY for c in contents) and not v.extensions:
             what = "an empty Certificate sent compressed (RFC 8879 CompressedCertificate)"
         else:
-            what = "an empty Certificate, with an EncryptedExtensions or EndOfEarlyData"
-        return decided("cert-requested-not-sent", f"{plus}: {what}", (True, False, False))
+            what = "an empty Certificate, with an EncryptedExtensions, EndOfEarlyData or padding"
+        return decided(
+            "cert-requested-not-sent", f"{plus}: {what}{by_server}", (True, False, False)
+        )
     # no Certificate at all: the server did not ask (RFC 8446 4.4.2 obliges an answer)
     if asked is True and any(c in COMPRESSED_EMPTY for c in contents):
         # the server asked, so the record is the answer: an empty list, compressed
@@ -426,7 +443,7 @@ def _conclude(
     text = (
         f"{evidence}: no client Certificate, so no CertificateRequest"
         if extra == 0
-        else f"{plus}: an EncryptedExtensions or EndOfEarlyData, no client Certificate, so no "
-        "CertificateRequest"
+        else f"{plus}: padding, an EncryptedExtensions or EndOfEarlyData, no client Certificate"
+        f"{by_server or ', so no CertificateRequest'}"
     )
     return decided("one-way", text, (False, False, False))

@@ -142,10 +142,12 @@ class SessionFacts:
 
     def sized(self) -> Inference:
         """The TLS 1.3 inference from record sizes, made again only when a record or the end
-        was added since the last time."""
+        was added since the last time, and not at all once settled."""
         key = (len(self.after_hello), self.end_kind)
         cached = self._sized
-        if cached is not None and cached[:2] == key:
+        # a settled inference stays: later records only add to the server's answer after a record
+        # that was not an alert, and only narrow the padding a client may have used
+        if cached is not None and (cached[:2] == key or cached[2].settled):
             return cached[2]
         inf = infer_handshake(self.size_view())
         self._sized = (*key, inf)
@@ -165,6 +167,8 @@ class SessionFacts:
             # client's flight shows it went on (an alert-sized answer may be a refusal)
             if len(self.after_hello) >= MAX_ENCRYPTED:
                 return True
+            if not self.server_reply and self.end_kind is None:
+                return False  # nothing from the server since the client's flight: no answer yet
             return self.sized().settled
         return "client" in self.finished and "server" in self.finished
 
