@@ -749,7 +749,14 @@ def tlsinspect_facts(output: str) -> dict[str, object]:
     return {
         "sessions": len(sessions),
         "verdicts": dict(Counter(s["verdict"] for s in sessions).most_common()),
-        "cert_requested": sum(1 for s in sessions if s["cert_requested"]),
+        # a CertificateRequest seen in plaintext (as tshark sees it without keys), and those a
+        # TLS 1.3 session's record sizes showed
+        "cert_requested": sum(
+            1 for s in sessions if s["cert_requested"] and s["basis"] != "inferred"
+        ),
+        "cert_requested_inferred": sum(
+            1 for s in sessions if s["cert_requested"] and s["basis"] == "inferred"
+        ),
     }
 
 
@@ -914,8 +921,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(
             f"  CertificateRequest seen    tlsinspect {ti_facts['cert_requested']:,}, tshark "
-            f"{ts_facts['certificate_request_streams']:,} streams"
+            f"{ts_facts['certificate_request_streams']:,} streams (and inferred from TLS 1.3 "
+            f"record sizes by tlsinspect: {ti_facts['cert_requested_inferred']:,})"
         )
+        if ts_facts["certificate_request_streams"] != ti_facts["cert_requested"]:
+            problems.append(
+                f"tshark saw a CertificateRequest in {ts_facts['certificate_request_streams']:,} "
+                f"TCP streams, tlsinspect in {ti_facts['cert_requested']:,} sessions"
+            )
         if ts_facts["client_hello_streams"] != ti_facts["sessions"]:
             problems.append(
                 f"tshark saw a ClientHello in {ts_facts['client_hello_streams']:,} TCP streams, "
