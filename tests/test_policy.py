@@ -257,3 +257,28 @@ def test_policy_module_does_no_io():
     source = Path(tlsinspect.policy.__file__).read_text()  # type: ignore[attr-defined]
     for word in ("open(", "print(", "sys.stdout", "sys.stderr"):
         assert word not in source
+
+
+def test_an_encrypted_client_certificate_is_not_called_missing():
+    """TLS 1.3 without keys: the sizes show a client certificate (8431 mutual) or tell nothing;
+    a rule on the client's identity or issuer asks for the key log instead of failing the
+    session for "no client certificate". One-way sessions still have none."""
+    tls13 = [
+        {"file": "tls13.pcapng", **flat_row(r)} for r in tlsinspect.analyze(OWN / "tls13.pcapng")
+    ]
+    r = run(rule('client_identity = "client-alice"', "port = 8431"), tls13)
+    (v,) = r.violations
+    assert v.reasons == [
+        "client certificate encrypted (TLS 1.3): give a key log to check its identity"
+    ]
+    r = run(rule('client_issuer = "Test Client"\nclient_identity = "x"', "port = 8431"), tls13)
+    assert r.violations[0].reasons == [
+        "client certificate encrypted (TLS 1.3): give a key log to check its issuer and identity"
+    ]
+    one_way = run(rule('client_identity = "client-alice"', "port = 8432"), tls13)
+    assert one_way.violations[0].reasons == ["no client certificate, so no client identity"]
+    keyed = [
+        {"file": "tls13.pcapng", **flat_row(r)}
+        for r in tlsinspect.analyze(OWN / "tls13.pcapng", keylog=OWN / "tls13.keylog")
+    ]
+    assert run(rule('client_identity = "client-alice"', "port = 8431"), keyed).status == "pass"

@@ -125,3 +125,13 @@ def test_garbage_tls_record_marks_the_session(tmp_path):
     (s,) = json.loads(r.stdout)
     assert s["verdict"] in ("incomplete", "failed")
     assert s["anomalies"], s
+
+
+def test_an_inferred_request_shows_no_ca_names_it_cannot_see():
+    r = run(OWN / "tls13.pcapng")
+    assert r.returncode == 0, r.stderr
+    sessions = json.loads(run("--format", "json", OWN / "tls13.pcapng").stdout)
+    inferred = [s for s in sessions if s["cert_requested"] and s["basis"] == "inferred"]
+    assert inferred and all(s["requested_ca_names"] == [] for s in inferred)
+    hidden = "client CAs the server accepts: in the encrypted CertificateRequest (a key log shows"
+    assert r.stdout.count(hidden) == len(inferred)
