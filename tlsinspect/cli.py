@@ -86,6 +86,16 @@ def analyze_main(argv: Sequence[str]) -> int:
         return _fail(f"{args.ca_bundle}: {exc.strerror or exc}")
     except ValueError as exc:
         return _fail(f"{args.ca_bundle}: no PEM certificate read: {exc}")
+    try:
+        keylogs = read_keylogs(args.keylog)
+    except OSError as exc:
+        return _fail(f"key log {exc.filename}: {exc.strerror}")
+    for name, text in zip(args.keylog or (), keylogs, strict=True):
+        if not len(parse_keylog(text)):
+            return _fail(
+                f"key log {name}: no key log line in it (expected the NSS key log format: "
+                "LABEL <client random> <secret>, as SSLKEYLOGFILE writes it)"
+            )
     exporter = CertExport() if args.export_certs else None
     if args.engine == "tshark":
         from .commands.tshark_engine import analyze_main as tshark_main
@@ -98,17 +108,6 @@ def analyze_main(argv: Sequence[str]) -> int:
     except OSError as exc:
         return _fail(f"{args.capture}: {exc.strerror or exc}")
     out = sys.stdout
-    try:
-        keylogs = read_keylogs(args.keylog)
-    except OSError as exc:
-        return _fail(f"key log {exc.filename}: {exc.strerror}")
-    for name, text in zip(args.keylog or (), keylogs, strict=True):
-        if not len(parse_keylog(text)):
-            source.close()
-            return _fail(
-                f"key log {name}: no key log line in it (expected the NSS key log format: "
-                "LABEL <client random> <secret>, as SSLKEYLOGFILE writes it)"
-            )
     if args.output:
         try:
             out = open(args.output, "w", encoding="utf-8", newline="")  # closed at exit

@@ -15,6 +15,8 @@ def test_a_file_without_key_log_lines_is_unusable(tmp_path):
     lines = r.stderr.strip().splitlines()
     assert len(lines) == 1 and "no key log line" in lines[0] and str(bad) in lines[0]
     assert "Traceback" not in r.stderr and r.stdout == ""
+    tshark = run_cli("--engine", "tshark", "--keylog", bad, TLS13)
+    assert tshark.returncode == 2 and tshark.stderr.strip() == lines[0]
 
 
 def test_a_key_log_of_other_sessions_warns_once():
