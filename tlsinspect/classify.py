@@ -6,7 +6,7 @@ Pure (no I/O, no clock): the pipeline calls it once per session, when the sessio
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from .infer import (
     EMPTY_CERTIFICATE,
@@ -195,7 +195,15 @@ def infer_tls13(f: SessionFacts) -> Decision:
             later = _post_handshake_answer(view, inf)
             if later is not None and later[0] == Verdict.ENCRYPTED:
                 first = inf.evidence.split(": no client Certificate")[0]
-                unknown = Inference(None, inf.evidence, None, None, None, inf.flight_end, None)
+                unknown = replace(
+                    inf,
+                    verdict=None,
+                    cert_requested=None,
+                    client_certificate=None,
+                    client_verify=None,
+                    client_padding=None,
+                    settled=False,
+                )
                 return Decision(
                     Verdict.ENCRYPTED,
                     Basis.OBSERVED,
@@ -204,15 +212,14 @@ def infer_tls13(f: SessionFacts) -> Decision:
                     unknown,
                 )
             if later is not None:
-                asked = Inference(
-                    later[0].value,
-                    inf.evidence,
-                    True,
-                    later[0] == Verdict.MUTUAL,
-                    later[0] == Verdict.MUTUAL,
-                    inf.flight_end,
-                    inf.client_padding,
-                    True,
+                sent = later[0] == Verdict.MUTUAL
+                asked = replace(
+                    inf,
+                    verdict=later[0].value,
+                    cert_requested=True,
+                    client_certificate=sent,
+                    client_verify=sent,
+                    settled=True,
                 )
                 first = inf.evidence.split(": no client Certificate")[0]
                 return Decision(

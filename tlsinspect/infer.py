@@ -130,11 +130,13 @@ def server_padding(v: View) -> int | None:
     return None
 
 
-def server_asked(v: View) -> bool | None:
+def server_asked(v: View, pad: int | None = -1) -> bool | None:
     """Whether the server's first flight shows a CertificateRequest, where the server sends one
     message per record: [EncryptedExtensions, CertificateRequest, Certificate, CertificateVerify,
-    Finished] or the same without the request. None when its records do not show it."""
-    pad = server_padding(v)
+    Finished] or the same without the request. None when its records do not show it. `pad`: the
+    server's padding when already learned (`server_padding`)."""
+    if pad == -1:
+        pad = server_padding(v)
     if pad is None:
         return None
     flight: list[int] = []
@@ -274,7 +276,7 @@ def _read_extras(contents: Sequence[int], early: bool, extensions: bool) -> str 
 def infer_handshake(v: View) -> Inference:
     over, fin = _overhead(v), _finished(v)
     s_pad = server_padding(v)
-    asked = server_asked(v)
+    asked = server_asked(v, s_pad)
     flight = _flight(v, s_pad)
     client = _client_records(v)
     if flight is AMBIGUOUS:
