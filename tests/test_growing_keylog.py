@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from tlsinspect.commands.live import GrowingKeyLog
+from tlsinspect.cli.live import GrowingKeyLog
 
 LABEL = "CLIENT_HANDSHAKE_TRAFFIC_SECRET"
 

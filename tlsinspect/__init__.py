@@ -11,8 +11,9 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from .capture import CaptureSource
-    from .pipeline import SessionRecord
-    from .report.frame import Session, read_capture, read_certificates, read_sessions
+    from .notebook import read_capture, read_certificates, read_sessions
+    from .record import SessionRecord
+    from .report.frame import Session
     from .x509 import Anchors
 
 __all__ = [
@@ -26,9 +27,9 @@ __all__ = [
 
 # The notebook API (pandas, imported on first use): name -> module that defines it.
 _LAZY = {
-    "read_capture": "tlsinspect.report.frame",
-    "read_certificates": "tlsinspect.report.frame",
-    "read_sessions": "tlsinspect.report.frame",
+    "read_capture": "tlsinspect.notebook",
+    "read_certificates": "tlsinspect.notebook",
+    "read_sessions": "tlsinspect.notebook",
     "Session": "tlsinspect.report.frame",
 }
 
@@ -49,22 +50,25 @@ def analyze(
     *,
     on_open: Callable[[CaptureSource], object] | None = None,
     keylog: str | PathLike[str] | list[str | PathLike[str]] | None = None,
+    ca_bundle: str | PathLike[str] | None = None,
 ) -> Iterator[SessionRecord]:
     """Yield every TLS session of a capture file as it is logged.
 
     `on_open` is called with the open CaptureSource before the first packet is read (its
     `bytes_read / size` tell the progress, its `problems` what was skipped). `keylog`: one or
     several NSS key log files; secrets embedded in the capture (pcapng Decryption Secrets
-    Blocks) are used in any case.
+    Blocks) are used in any case. `ca_bundle`: a PEM file of trusted CAs; each chain's
+    `chain_checks` then has the `ca_bundle` check, as with `tlsinspect --ca-bundle`.
     """
     from .capture import open_capture
-    from .pipeline import Analyzer, CaptureKeys
+    from .engines.builtin import Analyzer, CaptureKeys
 
+    anchors = read_ca_bundle(ca_bundle)
     with open_capture(path) as source:
         if on_open is not None:
             on_open(source)
         keys = CaptureKeys(read_keylogs(keylog), source.secrets)
-        yield from Analyzer(keys).run(source)
+        yield from Analyzer(keys, anchors).run(source)
 
 
 def read_keylogs(paths: str | PathLike[str] | list[str | PathLike[str]] | None) -> list[bytes]:
@@ -93,8 +97,7 @@ def sessions(
     """
     from .report.schema import session_dict
 
-    anchors = read_ca_bundle(ca_bundle)
-    return [session_dict(r, anchors) for r in analyze(path, keylog=keylog)]
+    return [session_dict(r) for r in analyze(path, keylog=keylog, ca_bundle=ca_bundle)]
 
 
 def read_ca_bundle(path: str | PathLike[str] | None) -> Anchors | None:

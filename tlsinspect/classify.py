@@ -82,7 +82,7 @@ def _alert_reason(f: SessionFacts, a: AlertSeen) -> str:
     """The alert that ended a handshake, and the close that came before it if one did."""
     after = " after the handshake" if _after_handshake(f, a) else _after(a)
     text = f"{_alert_text(a)}{after}"
-    if f.closed_ts is not None and f.closed_ts < a.ts and f.ended and a.sender not in f.ended:
+    if f.closed_ts is not None and f.closed_ts < a.ts and f.ended and a.sender != f.closed_by:
         last = f.closed_after
         after = f" after the {a.sender}'s {shown(last)}" if last else ""
         return f"{f.ended}{after}; then {text}"
@@ -193,8 +193,8 @@ def infer_tls13(f: SessionFacts) -> Decision:
     if verdict == Verdict.ONE_WAY and f.client_hello is not None:
         if f.client_hello.post_handshake_auth:
             later = _post_handshake_answer(view, inf)
+            first = inf.seen
             if later is not None and later[0] == Verdict.ENCRYPTED:
-                first = inf.evidence.split(": no client Certificate")[0]
                 unknown = replace(
                     inf,
                     verdict=None,
@@ -221,7 +221,6 @@ def infer_tls13(f: SessionFacts) -> Decision:
                     client_verify=sent,
                     settled=True,
                 )
-                first = inf.evidence.split(": no client Certificate")[0]
                 return Decision(
                     later[0], Basis.INFERRED, f"{first}: no client Certificate; {later[1]}", asked
                 )

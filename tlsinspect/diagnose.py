@@ -224,7 +224,7 @@ def _not_sent(f: SessionFacts, d: Decision) -> str:
     if alert is not None and alert.sender == "server":
         name = _alert_name(alert) or "an encrypted alert"
         return f"server required a client certificate, client sent none ({name}){wanted}{inferred}"
-    if d.basis == Basis.INFERRED and "alert" in d.reason:
+    if d.basis == Basis.INFERRED and d.sizes is not None and d.sizes.refused:
         return f"server required a client certificate, client sent none{wanted}{inferred}"
     if f.handshake_done:
         return (
@@ -257,7 +257,7 @@ def _failed(
         f.closed_ts is not None
         and f.closed_ts < alert.ts
         and f.ended
-        and alert.sender not in f.ended
+        and alert.sender != f.closed_by
     ):
         # the peer closed first; the alert only answers the close (classify says the same)
         sent = name or "an encrypted alert"
@@ -297,13 +297,13 @@ def _no_alert(f: SessionFacts, d: Decision, client: ChainReport | None) -> str:
     how = f.ended or "the connection ended"
     stage = ""
     if f.closed_after:
-        closer = "server" if "server" in how else "client"
+        closer = "server" if f.closed_by == "server" else "client"
         peer = "client" if closer == "server" else "server"
         stage = f" after the {peer}'s {shown(f.closed_after)}"
     elif f.client_certs:
         stage = " after the client's certificate"
     line = f"{how}{stage}, without an alert"
-    if f.client_certs and "server" in how:
+    if f.client_certs and f.closed_by == "server":
         cp = _named(client, f.client_certs)
         if cp:
             return f"{line}; the client chain fails checks: " + "; ".join(cp)

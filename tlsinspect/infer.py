@@ -92,6 +92,11 @@ class Inference:
     flight_end: int  # index in `records` of the client's Finished (-1 if not found)
     client_padding: int | None
     settled: bool = False  # later records cannot change it (the server's answer is known)
+    # the server answered the client's flight with alert-sized records only, then the end
+    refused: bool = False
+    # for a one-way reading: what the client's flight showed, without the conclusion drawn
+    # from it, for a reason that goes on to what came after the handshake
+    seen: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -382,7 +387,9 @@ def _conclude(
     def undecided(why: str, requested: bool | None = asked) -> Inference:
         return Inference(None, f"{plus}{why}", requested, None, None, end, c_pad, False)
 
-    def decided(verdict: str, text: str, facts: tuple[bool, bool, bool]) -> Inference:
+    def decided(
+        verdict: str, text: str, facts: tuple[bool, bool, bool], seen: str = ""
+    ) -> Inference:
         if answer == "refused":
             n = len(reply)
             text += (
@@ -391,7 +398,9 @@ def _conclude(
             )
             if verdict != "cert-requested-not-sent":
                 verdict = "failed"
-        return Inference(verdict, text, *facts, end, c_pad, answer != "unknown")
+        return Inference(
+            verdict, text, *facts, end, c_pad, answer != "unknown", answer == "refused", seen
+        )
 
     by_server = ""
     if read is None and asked is not None and extra < MIN_AUTHENTICATION:
@@ -448,4 +457,4 @@ def _conclude(
         else f"{plus}: padding, an EncryptedExtensions or EndOfEarlyData, no client Certificate"
         f"{by_server or ', so no CertificateRequest'}"
     )
-    return decided("one-way", text, (False, False, False))
+    return decided("one-way", text, (False, False, False), evidence if extra == 0 else text)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from enum import Enum
 
 CLIENT, SERVER = "client", "server"
@@ -29,3 +30,9 @@ class Basis(str, Enum):
 
     def __str__(self) -> str:
         return self.value
+
+
+def iso_time(ts_ns: int) -> str:
+    """A packet timestamp (integer nanoseconds) as ISO 8601 UTC text, to the microsecond."""
+    dt = datetime.fromtimestamp(ts_ns // 10**9, tz=timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ts_ns % 10**9) // 1000:06d}Z"

@@ -89,6 +89,9 @@ class SessionFacts:
     history: list[tuple[str, str]] = field(default_factory=list)  # (role, message name)
     end_kind: str | None = None  # "fin", "rst", "eof", "idle", "reuse"; None while open
     ended: str | None = None  # how it ended, in words: "connection reset by the server"
+    # who ended it as `ended` says (the role whose FIN or RST it was); None when the capture
+    # ended, the connection idled out or its address pair was reused
+    closed_by: str | None = None
     closed_ts: int | None = None  # time of the first FIN or RST
     closed_after: str = ""  # the last message the closer's peer had sent by then
     lost: dict[str, str] = field(default_factory=dict)  # role -> why its stream was lost

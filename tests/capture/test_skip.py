@@ -12,7 +12,7 @@ import pytest
 from conftest import OWN, SHARED, own_captures, shared_captures
 
 from tlsinspect.capture import SkipFilter, open_capture
-from tlsinspect.pipeline import Analyzer
+from tlsinspect.engines.builtin import Analyzer
 from tlsinspect.report.schema import session_dict
 
 

@@ -109,14 +109,16 @@ def test_csv_and_jsonl_are_written_session_by_session(monkeypatch, fmt, header):
     written_before: list[int] = []  # lines on the output when each record is handed over
     flushes_before: list[int] = []
 
-    class Watched(cli.Analyzer):  # type: ignore[misc, valid-type]
+    from tlsinspect.cli import analyze as analyze_command
+
+    class Watched(analyze_command.Analyzer):  # type: ignore[misc, valid-type]
         def run(self, packets):
             for record in super().run(packets):
                 written_before.append(out.getvalue().count("\n"))
                 flushes_before.append(out.flushes)
                 yield record
 
-    monkeypatch.setattr(cli, "Analyzer", Watched)
+    monkeypatch.setattr(analyze_command, "Analyzer", Watched)
     monkeypatch.setattr(sys, "stdout", out)
     assert cli.main(["--format", fmt, str(TLS12)]) == 0
     n = len(written_before)

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from pcaptools import read, write
 
-from tlsinspect.pipeline import Analyzer
+from tlsinspect.engines.builtin import Analyzer
 
 SKIPPED = re.compile(r"frames skipped because they end inside their headers .*?: ([\d,]+) \((.*)\)")
 

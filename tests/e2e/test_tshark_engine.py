@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from conftest import OWN, SHARED, own_captures, shared_captures, shared_view
 
-from tlsinspect.commands import compare
+from tlsinspect.cli import compare
 
 # Sessions reported by one engine only, with no handshake seen by either: (capture, only, client)
 EXPECTED_NOTES = {

@@ -15,7 +15,8 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..pipeline import SessionRecord, iso_time
+from ..model import iso_time
+from ..record import SessionRecord
 from ..x509 import cert_info
 
 INDEX_COLUMNS = (

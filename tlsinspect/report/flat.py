@@ -20,8 +20,7 @@ from functools import lru_cache
 
 from cryptography import x509
 
-from ..pipeline import SessionRecord
-from ..x509 import Anchors
+from ..record import SessionRecord
 from .schema import FIELDS, session_dict
 
 Row = dict[str, object]
@@ -251,9 +250,9 @@ def extend(d: Mapping[str, object], record: SessionRecord | None = None) -> Row:
     return row
 
 
-def flat_row(record: SessionRecord, anchors: Anchors | None = None) -> Row:
+def flat_row(record: SessionRecord) -> Row:
     """One session as a flat row: `session_dict()` then the EXTRA_COLUMNS."""
-    return extend(session_dict(record, anchors), record)
+    return extend(session_dict(record), record)
 
 
 # -- CSV -------------------------------------------------------------------------------------

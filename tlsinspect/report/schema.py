@@ -7,12 +7,10 @@ checks that the README holds it verbatim).
 
 from __future__ import annotations
 
-from ..classify import Decision
-from ..diagnose import chain_reports, diagnose
-from ..pipeline import SessionRecord, iso_time
-from ..session import SessionFacts
+from ..model import iso_time
+from ..record import SessionRecord
 from ..tls import registry as reg
-from ..x509 import Anchors, ChainReport, cert_info, name_from_der
+from ..x509 import ChainReport, cert_info, name_from_der
 
 CHAIN_ITEM = (
     "objects, leaf first: `subject`, `issuer`, `subject_cn`, `issuer_cn`, `serial` (hex), "
@@ -131,39 +129,6 @@ FIELDS: list[tuple[str, str, str]] = [
     ),
 ]
 
-_STARTTLS = (
-    (b"\x00\x00\x00\x08\x04\xd2\x16\x2f", "postgresql"),
-    (b"STARTTLS", None),  # disambiguated below
-    (b"STLS", "pop3"),
-    (b"AUTH TLS", "ftp"),
-    (b"AUTH SSL", "ftp"),
-    (b"<starttls", "xmpp"),
-    (b"1.3.6.1.4.1.1466.20037", "ldap"),
-)
-
-
-def starttls_protocol(preamble: dict[str, bytes]) -> str | None:
-    """Name the plaintext protocol whose upgrade to TLS the preamble bytes show."""
-    if not preamble:
-        return None
-    client = preamble.get("client", b"")
-    server = preamble.get("server", b"")
-    both = client + b"\n" + server
-    for needle, name in _STARTTLS:
-        if needle in both:
-            if name:
-                return name
-            if server.startswith(b"220") or b"EHLO" in client.upper() or b"HELO" in client.upper():
-                return "smtp"
-            if server.startswith(b"* OK") or b" CAPABILITY" in both:
-                return "imap"
-            return "starttls"
-    if len(server) > 5 and server[4] == 0 and server[3] == 0 and server[5] == 10:
-        return "mysql"  # MySQL greeting: 3-byte length, sequence 0, protocol 10
-    if len(client) > 4 and client[3] == 1 and len(server) > 4 and server[3] == 0:
-        return "mysql"
-    return "unknown"
-
 
 def chain(
     ders: tuple[bytes, ...] | None, report: ChainReport | None = None
@@ -179,48 +144,14 @@ def version_name(v: int) -> str | None:
     return reg.name_of("version", v) if v else None
 
 
-def client_auth(f: SessionFacts, d: Decision) -> dict[str, bool | None]:
-    """What is known of the client authentication, however it is known: from the messages
-    when they were seen, from the record sizes for TLS 1.3 without keys (null when those do not
-    tell)."""
-    sizes = d.sizes
-    hidden = (
-        f.tls13
-        and not f.decrypted
-        and f.server_hello is not None
-        and not f.server_hello.psk_accepted
-    )
-    if f.cert_request is not None or not hidden:
-        return {
-            "cert_requested": f.cert_request is not None,
-            "client_cert_sent": None if f.client_certs is None else bool(f.client_certs),
-            "client_cert_verify": f.client_cert_verify is not None,
-        }
-    if sizes is None:
-        return {"cert_requested": None, "client_cert_sent": None, "client_cert_verify": None}
-    sent = sizes.client_certificate
-    return {
-        "cert_requested": sizes.cert_requested,
-        # an empty Certificate was sent when asked: False; no Certificate message: null
-        "client_cert_sent": sent if sizes.cert_requested else None,
-        "client_cert_verify": sizes.client_verify,
-    }
-
-
-def session_dict(r: SessionRecord, anchors: Anchors | None = None) -> dict[str, object]:
-    """One session's output object; `anchors` (a CA bundle) adds the `ca_bundle` check."""
+def session_dict(r: SessionRecord) -> dict[str, object]:
+    """One session's output object: a projection of its record, nothing computed."""
     f = r.facts
-    d: Decision = r.decision
-    client_checks, server_checks = chain_reports(f, r.server[0], anchors)
+    d = r.decision
     ch, sh = f.client_hello, f.server_hello
     cr = f.cert_request
-    anomalies = (
-        [f"{role}'s stream lost: {why}" for role, why in f.lost.items()]
-        + f.malformed
-        + f.key_problems
-    )
     origin = r.origin
-    auth = client_auth(f, d)
+    auth = r.auth
     return {
         "index": r.index,
         "start_time": iso_time(f.start_ts),
@@ -230,7 +161,7 @@ def session_dict(r: SessionRecord, anchors: Anchors | None = None) -> dict[str, 
         "server_ip": r.server[0],
         "server_port": r.server[1],
         "roles_from": f.roles_from,
-        "starttls": starttls_protocol(f.preamble),
+        "starttls": r.starttls,
         "sni": ch.server_name if ch else None,
         "alpn": list(ch.alpn) if ch else [],
         "tls_version": version_name(sh.selected_version) if sh else None,
@@ -239,16 +170,16 @@ def session_dict(r: SessionRecord, anchors: Anchors | None = None) -> dict[str, 
         "verdict": d.verdict.value,
         "basis": d.basis.value,
         "reason": d.reason,
-        "diagnosis": diagnose(f, d, client_checks, server_checks),
-        "cert_requested": auth["cert_requested"],
+        "diagnosis": r.diagnosis,
+        "cert_requested": auth.cert_requested,
         "requested_ca_names": [name_from_der(n) for n in cr.ca_names] if cr else [],
-        "client_cert_sent": auth["client_cert_sent"],
-        "client_cert_verify": auth["client_cert_verify"],
-        "client_chain": chain(f.client_certs, client_checks),
-        "server_chain": chain(f.server_certs, server_checks),
+        "client_cert_sent": auth.client_cert_sent,
+        "client_cert_verify": auth.client_cert_verify,
+        "client_chain": chain(f.client_certs, r.client_checks),
+        "server_chain": chain(f.server_certs, r.server_checks),
         "chain_checks": {
-            "client": client_checks.summary() if client_checks else None,
-            "server": server_checks.summary() if server_checks else None,
+            "client": r.client_checks.summary() if r.client_checks else None,
+            "server": r.server_checks.summary() if r.server_checks else None,
         },
         "alerts": [a.to_dict() for a in f.alerts],
         "resumed_from": None
@@ -262,7 +193,7 @@ def session_dict(r: SessionRecord, anchors: Anchors | None = None) -> dict[str, 
         "handshake": [f"{role}:{name}" for role, name in f.history],
         "complete": d.verdict.value != "incomplete" and not f.lost,
         "ended": f.ended,
-        "anomalies": anomalies,
+        "anomalies": list(r.anomalies),
     }
 
 

@@ -8,26 +8,18 @@ any packet is read).
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from typing import TextIO
 
-from ..pipeline import SessionRecord
+from ..record import SessionRecord
 from .flat import csv_header, csv_line, extend
 from .schema import session_dict
 
 STREAMED_FORMATS = ("jsonl", "csv")
 
 
-def write_streamed(
-    fmt: str,
-    records: Iterable[SessionRecord],
-    out: TextIO,
-    session: Callable[[SessionRecord], dict[str, object]] = session_dict,
-) -> int:
-    """Write every record to `out` as it comes, in `fmt` ("jsonl" or "csv"); return the count.
-
-    `session` builds a record's JSON object (e.g. `session_dict` with a CA bundle).
-    """
+def write_streamed(fmt: str, records: Iterable[SessionRecord], out: TextIO) -> int:
+    """Write every record to `out` as it comes, in `fmt` ("jsonl" or "csv"); return the count."""
     if fmt not in STREAMED_FORMATS:
         raise ValueError(f"not a streamed format: {fmt!r}")
     n = 0
@@ -35,12 +27,12 @@ def write_streamed(
         out.write(csv_header())
         out.flush()
         for r in records:
-            out.write(csv_line(extend(session(r), r)))
+            out.write(csv_line(extend(session_dict(r), r)))
             out.flush()
             n += 1
     else:
         for r in records:
-            out.write(json.dumps(session(r)) + "\n")
+            out.write(json.dumps(session_dict(r)) + "\n")
             out.flush()
             n += 1
     return n

@@ -21,49 +21,29 @@ What tshark does not tell, or tells differently, is said where it is filled:
 from __future__ import annotations
 
 import ipaddress
-import json
 import os
-import sys
 import tempfile
-from argparse import Namespace
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import TextIO
 
-from ..capture import open_capture
 from ..capture.tshark import (
     PREAMBLE_BYTES,
     Fields,
-    TsharkError,
-    TsharkMissing,
     TsharkPacket,
     TsharkRecord,
-    find_tshark,
     read_packets,
     tls_server_ports,
 )
-from ..classify import classify
-from ..errors import TlsInspectError
-from ..pipeline import (
-    DECIDED_SWEEP_NS,
-    IDLE_TIMEOUT_NS,
-    SWEEP_EVERY_NS,
-    Analyzer,
-    SessionRecord,
-)
-from ..report.export import CertExport, write_and_tell
-from ..report.schema import session_dict
-from ..report.stream import STREAMED_FORMATS, write_streamed
-from ..report.table import count, render
+from ..record import SessionRecord
 from ..session import SessionBuilder, SessionFacts
 from ..tls import messages as m
 from ..tls import registry as reg
 from ..tls.connection import MessageSeen, StreamLost, TlsEvent, TlsStarted
 from ..x509 import Anchors
+from . import lifecycle
+from .lifecycle import ACK, FIN, RST, SYN
 
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
 WATCH_RECORDS = 256  # as tls.connection: records decrypted after the handshake, for a late request
-SWEEP_EVERY = 1 << 16
 
 # tshark's name of the protocol carried before TLS -> the `starttls` value of the JSON output
 STARTTLS_NAMES = {
@@ -259,7 +239,7 @@ class TsharkAnalyzer:
     """Feeds `TsharkPacket`s through the shared session logic; `run()` yields SessionRecords
     as they are logged, like `pipeline.Analyzer.run`."""
 
-    def __init__(self, decrypting: bool = False) -> None:
+    def __init__(self, decrypting: bool = False, anchors: Anchors | None = None) -> None:
         self.decrypting = decrypting  # a key log was given to tshark
         self.flows: dict[int, _Flow] = {}
         self.by_tuple: dict[tuple[str, int, str, int], _Flow] = {}
@@ -267,27 +247,18 @@ class TsharkAnalyzer:
         # skipped; forgotten once idle as long as the built-in engine forgets decided flows
         self.done: dict[int, int] = {}
         self.connections = 0  # TCP connections logged
-        self.starttls: dict[int, str] = {}  # session index -> protocol, for the output dicts
         self.lost_streams: dict[int, int] = {}  # session index -> tshark's tcp.stream
         self.packets = 0
-        self._ready: list[SessionRecord] = []
-        # the sessions a resumption may resume: kept by a pipeline.Analyzer that reads no
-        # packet, so both engines link resumptions by the same rules
-        self._resumptions = Analyzer()
-        self._index = 0
+        self.logbook = lifecycle.Logbook(anchors)
+        self._ready = self.logbook.ready
 
     def run(self, packets: Iterable[TsharkPacket]) -> Iterator[SessionRecord]:
-        next_sweep = SWEEP_EVERY
-        sweep_at = 0
-        ts = 0
+        clock = lifecycle.SweepClock()
         for pkt in packets:
             self.packets += 1
-            ts = pkt.ts
             self._packet(pkt)
-            if self.packets >= next_sweep or ts >= sweep_at:
-                next_sweep = self.packets + SWEEP_EVERY
-                sweep_at = ts + SWEEP_EVERY_NS
-                self._sweep(ts)
+            if clock.due(self.packets, pkt.ts):
+                self._sweep(pkt.ts)
             if self._ready:
                 yield from self._ready
                 self._ready.clear()
@@ -297,15 +268,14 @@ class TsharkAnalyzer:
 
     def finish(self) -> None:
         for flow in list(self.flows.values()):
-            self._log(flow, "eof", "the capture ends")
+            self._log(flow, "eof", lifecycle.CAPTURE_ENDS)
 
     def _sweep(self, now: int) -> None:
         for stream, last in list(self.done.items()):
-            if now - last > DECIDED_SWEEP_NS:
+            if now - last > lifecycle.DECIDED_SWEEP_NS:
                 del self.done[stream]
-        for flow in list(self.flows.values()):
-            if now - flow.last_ts > IDLE_TIMEOUT_NS:
-                self._log(flow, "idle", f"idle for more than {IDLE_TIMEOUT_NS // 10**9} s")
+        for flow in lifecycle.idle(self.flows.values(), now):
+            self._log(flow, "idle", lifecycle.IDLE)
 
     def _packet(self, pkt: TsharkPacket) -> None:
         if pkt.stream in self.done:
@@ -326,7 +296,7 @@ class TsharkAnalyzer:
                 (pkt.dst, pkt.dport, pkt.src, pkt.sport)
             )
             if old is not None and old.stream in self.flows:
-                self._log(old, "reuse", "its address/port pair was reused by a new connection")
+                self._log(old, "reuse", lifecycle.REUSED)
             facts = SessionFacts(
                 start_ts=pkt.ts,
                 addrs=(_addr_bytes(pkt.src), _addr_bytes(pkt.dst)),
@@ -360,18 +330,10 @@ class TsharkAnalyzer:
                 flow.before_tls.append(app)
             if len(flow.preamble[side]) < PREAMBLE_BYTES:
                 flow.preamble[side] = (flow.preamble[side] + pkt.payload)[:PREAMBLE_BYTES]
-        if flags & RST:
-            self._log(flow, "rst", f"connection reset by the {builder.facts.role(side)}")
-        elif flags & FIN:
-            flow.fin[side] = True
-            facts = builder.facts
-            if facts.end_kind is None:
-                facts.end_kind = "fin"
-                facts.closed_ts = pkt.ts
-                facts.closed_after = facts.last_message.get(facts.role(1 - side), "")
-                facts.ended = f"connection closed by the {facts.role(side)}"
-            if flow.fin[1 - side]:
-                self._log(flow, "fin", "connection closed by both sides")
+        if flags & (FIN | RST):
+            closed = lifecycle.closing(builder.facts, flow.fin, side, flags, pkt.ts)
+            if closed is not None:
+                self._log(flow, *closed)
 
     def _watching(self, flow: _Flow) -> bool:
         """As tls.connection: after a decrypted handshake, follow the connection a while for a
@@ -447,7 +409,9 @@ class TsharkAnalyzer:
             return [MessageSeen(side, ts, m.Alert(*rec.alert), decrypted)]
         return [MessageSeen(side, ts, m.EncryptedRecord(ct, rec.length), rec.decrypted)]
 
-    def _log(self, flow: _Flow, end_kind: str | None = None, ended: str = "") -> None:
+    def _log(
+        self, flow: _Flow, end_kind: str | None = None, ended: str = "", by: str | None = None
+    ) -> None:
         self.flows.pop(flow.stream, None)
         self.done[flow.stream] = flow.last_ts
         self.connections += 1
@@ -455,7 +419,6 @@ class TsharkAnalyzer:
         if self.by_tuple.get(key) is flow:
             del self.by_tuple[key]
         builder = flow.builder
-        facts = builder.facts
         if end_kind is not None and not builder.decided:
             for side in (0, 1):
                 if flow.hole[side] is not None and flow.started[side]:
@@ -466,36 +429,13 @@ class TsharkAnalyzer:
                             "tshark: a previous segment was not captured",
                         )
                     )
-        if facts.client_side is None:
-            builder.set_client(0 if facts.ports[0] >= facts.ports[1] else 1, "port")
-        if not facts.tls_seen:
-            return
-        if end_kind is not None and (facts.end_kind is None or end_kind == "rst"):
-            facts.end_kind, facts.ended = end_kind, ended
-            if end_kind == "rst" and facts.closed_ts is None:
-                facts.closed_ts = flow.last_ts
-        facts.end_ts = max(facts.end_ts, flow.last_ts)
-        origin = self._resumptions.origin_of(facts)
-        decision = classify(facts, origin)
-        c = facts.client_side or 0
-        client = flow.ends[c]
-        server = flow.ends[1 - c]
-        self._index += 1
-        record = SessionRecord(self._index, facts, decision, client, server, origin)
         named = [STARTTLS_NAMES[p] for p in flow.before_tls if p in STARTTLS_NAMES]
-        if named:  # else the preamble bytes tell, as for the built-in engine
-            self.starttls[self._index] = named[0]
-        if any(h is not None for h in flow.hole):
-            self.lost_streams[self._index] = flow.stream
-        self._resumptions.remember(record)
-        self._ready.append(record)
-
-    def session(self, r: SessionRecord, anchors: Anchors | None = None) -> dict[str, object]:
-        """The JSON object of a record, with what only tshark tells filled in."""
-        d = session_dict(r, anchors)
-        if r.index in self.starttls:
-            d["starttls"] = self.starttls[r.index]
-        return d
+        # else the preamble bytes tell, as for the built-in engine
+        record = self.logbook.log(
+            builder, end_kind, ended, flow.last_ts, flow.ends, named[0] if named else None, by
+        )
+        if record is not None and any(h is not None for h in flow.hole):
+            self.lost_streams[record.index] = flow.stream
 
 
 def _application(protocols: str) -> str | None:
@@ -526,12 +466,15 @@ def merged_keylog(paths: list[str] | None) -> str | None:
 
 
 class TsharkRun:
-    """One capture read with tshark: iterate `records()`; `analyzer.session(r)` for dicts."""
+    """One capture read with tshark: iterate `records()`, then `problems` says what tshark could
+    not read and `decode_as` the ports it was told to read as TLS."""
 
-    def __init__(self, path: str, keylogs: list[str] | None = None) -> None:
+    def __init__(
+        self, path: str, keylogs: list[str] | None = None, anchors: Anchors | None = None
+    ) -> None:
         self.path = path
         self.keylogs = keylogs
-        self.analyzer = TsharkAnalyzer(decrypting=bool(keylogs))
+        self.analyzer = TsharkAnalyzer(decrypting=bool(keylogs), anchors=anchors)
         self.decode_as: list[int] = []
         self.problems: list[str] = []  # what tshark could not read (a capture cut short)
 
@@ -546,81 +489,3 @@ class TsharkRun:
         finally:
             if keylog is not None and self.keylogs and keylog not in self.keylogs:
                 os.unlink(keylog)
-
-    def sessions(self, anchors: Anchors | None = None) -> list[dict[str, object]]:
-        """Every session's JSON object, in start-time order (as the default command's json)."""
-        out = [self.analyzer.session(r, anchors) for r in self.records()]
-        out.sort(key=lambda s: (str(s["start_time"]), int(s["index"])))  # type: ignore[call-overload]
-        return out
-
-
-# -- the default command with --engine tshark -------------------------------------------------
-
-
-def analyze_main(args: Namespace, anchors: Anchors | None, exporter: CertExport | None) -> int:
-    """`tlsinspect --engine tshark CAPTURE`: the default command's report, from tshark.
-
-    Same formats, fields, exit codes and `--output`/`--export-certs`/`--ca-bundle` handling as
-    the built-in engine (cli.analyze_main parses the arguments and loads the CA bundle).
-    """
-    name = "tlsinspect"
-    try:  # tshark reads many formats, and some text files: accept what the built-in engine does
-        open_capture(args.capture).close()
-    except TlsInspectError as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 2
-    except OSError as exc:
-        print(f"{name}: {args.capture}: {exc.strerror or exc}", file=sys.stderr)
-        return 2
-    for k in args.keylog or ():
-        if not os.path.isfile(k):
-            print(f"{name}: key log {k}: No such file", file=sys.stderr)
-            return 2
-    try:
-        find_tshark()
-    except TsharkMissing as exc:
-        print(f"{name}: {exc}", file=sys.stderr)
-        return 2
-    out: TextIO = sys.stdout
-    if args.output:
-        try:
-            out = open(args.output, "w", encoding="utf-8", newline="")  # closed below
-        except OSError as exc:
-            print(f"{name}: {args.output}: {exc.strerror or exc}", file=sys.stderr)
-            return 2
-    run = TsharkRun(args.capture, args.keylog)
-    records: Iterable[SessionRecord] = run.records()
-    if exporter is not None:
-        records = exporter.tap(records)
-    try:
-        if args.format in STREAMED_FORMATS:
-            write_streamed(args.format, records, out, lambda r: run.analyzer.session(r, anchors))
-        else:
-            sessions = [run.analyzer.session(r, anchors) for r in records]
-            sessions.sort(key=lambda s: (str(s["start_time"]), int(s["index"])))  # type: ignore[call-overload]
-            if args.format == "json":
-                json.dump(sessions, out, indent=2)
-                out.write("\n")
-            else:
-                header = (
-                    f"{args.capture}: tshark engine, {count(run.analyzer.packets, 'TCP packet')}, "
-                    f"{count(run.analyzer.connections, 'TCP connection')}, "
-                    f"{count(len(sessions), 'TLS session')}"
-                )
-                out.write(render(sessions, header, run.problems))
-        out.flush()
-    except TsharkError as exc:
-        print(f"{name}: {args.capture}: {exc}", file=sys.stderr)
-        return 2
-    except BrokenPipeError:
-        devnull = os.open(os.devnull, os.O_WRONLY)
-        os.dup2(devnull, sys.stdout.fileno())
-        return 0
-    finally:
-        if out is not sys.stdout:
-            out.close()
-    for p in run.problems if args.format != "table" else ():
-        print(f"{name}: {args.capture}: {p}", file=sys.stderr)  # as the built-in engine does
-    if exporter is not None:
-        return write_and_tell(exporter, args.export_certs, name)
-    return 0

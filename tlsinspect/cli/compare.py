@@ -35,8 +35,10 @@ from dataclasses import dataclass, field
 
 from .. import sessions as builtin_sessions
 from ..capture.tshark import TsharkError, TsharkMissing, find_tshark
+from ..engines.tshark import TsharkRun
 from ..errors import TlsInspectError
-from .tshark_engine import TsharkRun
+from ..report.schema import session_dict
+from .common import session_order
 
 Session = dict[str, object]
 
@@ -294,7 +296,7 @@ def compare_capture(path: str, keylogs: list[str] | None) -> CaptureComparison:
     ours = builtin_sessions(path, keylog=keylogs)  # type: ignore[arg-type]
     middle = time.monotonic()
     run = TsharkRun(path, keylogs)
-    theirs = run.sessions()
+    theirs = sorted((session_dict(r) for r in run.records()), key=session_order)
     done = time.monotonic()
     lost = {
         str(s["start_time"])

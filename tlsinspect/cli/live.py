@@ -47,11 +47,12 @@ from typing import Any, TextIO
 from ..capture.live import CaptureStats, LiveCaptureError, LiveSource
 from ..capture.pcapng_writer import PcapngWriter
 from ..capture.tshark import TsharkError, TsharkLive
-from ..pipeline import Analyzer, SessionRecord
+from ..engines.builtin import Analyzer
+from ..engines.tshark import TsharkAnalyzer
+from ..record import SessionRecord
 from ..report.schema import session_dict
 from ..report.table import VERDICT_ORDER
 from ..tls.keylog import KeyLog, parse_keylog
-from .tshark_engine import TsharkAnalyzer
 
 POLL = 0.2  # seconds between checks of the stop conditions while no packet comes
 FLUSH_EVERY = 1.0  # seconds between flushes of the --write file
@@ -394,16 +395,11 @@ class _Output:
         )
         self.info.flush()
 
-    def sessions(
-        self,
-        records: Iterable[SessionRecord],
-        as_dict: Callable[[SessionRecord], dict[str, object]],
-        stop: _Stop,
-    ) -> None:
+    def sessions(self, records: Iterable[SessionRecord], stop: _Stop) -> None:
         """Print each session as it comes, until the records end (or a second Ctrl-C)."""
         try:
             for r in records:
-                s = as_dict(r)
+                s = session_dict(r)
                 self.verdicts[str(s["verdict"])] += 1
                 self.out.write((json.dumps(s) if self.jsonl else table_line(s)) + "\n")
                 self.out.flush()
@@ -448,7 +444,7 @@ def _capture(args: argparse.Namespace, stop: _Stop) -> int:
     deadline = started + args.duration if args.duration else None
     feed = _Feed(source, stop, deadline, args.count, writer, keys)
     try:
-        output.sessions(Analyzer(keys).run(feed), session_dict, stop)
+        output.sessions(Analyzer(keys).run(feed), stop)
     finally:
         source.stop()
         if writer is not None:
@@ -494,7 +490,7 @@ def _capture_tshark(args: argparse.Namespace, stop: _Stop) -> int:
     analyzer = TsharkAnalyzer(decrypting=bool(args.keylog))
     failure = ""
     try:
-        output.sessions(analyzer.run(source.packets()), analyzer.session, stop)
+        output.sessions(analyzer.run(source.packets()), stop)
     except TsharkError as exc:
         failure = str(exc)
     finally:

@@ -12,24 +12,33 @@ a reset, on the close of both directions, when it idles out (packet time), or at
 
 from __future__ import annotations
 
-import hashlib
 import struct
-from collections import OrderedDict
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from datetime import datetime, timezone
 
-from .capture.skip import SkipFilter
-from .classify import Decision, Origin, classify
-from .model import Verdict
-from .net.fragments import Defragmenter
-from .net.ip import format_addr
-from .net.link import header_cut, locate_fragment, locate_tcp
-from .net.reassembly import Gap, HalfStream
-from .session import SessionBuilder, SessionFacts
-from .tls.connection import KeySource, TlsConnection
-from .tls.keylog import KeyLog, keylog_from_secrets, parse_keylog
-from .x509 import cert_info
+from ..capture.skip import SkipFilter
+from ..net.fragments import Defragmenter
+from ..net.link import header_cut, locate_fragment, locate_tcp
+from ..net.reassembly import Gap, HalfStream
+from ..record import SessionRecord
+from ..session import SessionBuilder, SessionFacts
+from ..tls.connection import KeySource, TlsConnection, TlsEvent
+from ..tls.keylog import KeyLog, keylog_from_secrets, parse_keylog
+from ..x509 import Anchors
+from .lifecycle import (
+    ACK,
+    CAPTURE_ENDS,
+    DECIDED_SWEEP_NS,
+    FIN,
+    IDLE,
+    REUSED,
+    RST,
+    SYN,
+    Logbook,
+    SweepClock,
+    closing,
+    idle,
+)
 
 _SEQ = struct.Struct(">I")
 
@@ -43,37 +52,6 @@ class _Done:
 
 _DONE = _Done()
 _STALE = _Done()  # a decided flow that saw no packet since the last sweep of decided flows
-
-IDLE_TIMEOUT_NS = 300 * 10**9  # an undecided flow silent this long (packet time) is logged
-# Decided flows are swept at most this often (packet time): one sweep marks them stale, the next
-# forgets those still stale, so a decided flow idle for 5 to 10 minutes is forgotten, as Zeek's
-# tcp_inactivity_timeout does. Its later packets then start a new, joined-late flow.
-DECIDED_SWEEP_NS = 300 * 10**9
-SWEEP_EVERY = 1 << 16  # packets between idle sweeps, or:
-SWEEP_EVERY_NS = 10 * 10**9  # packet time between them (a live capture may see few packets)
-# Session IDs and tickets remembered to link a resumption to its full handshake: the newest
-# ones, about 1 KB each with their origin (16 MB at most, the largest part of a long live
-# capture's memory). A resumption of an older one is still `resumed`, without its origin.
-MAX_RESUMABLE = 1 << 14
-
-FIN, SYN, RST, ACK = 0x01, 0x02, 0x04, 0x10
-
-
-def iso_time(ts_ns: int) -> str:
-    dt = datetime.fromtimestamp(ts_ns // 10**9, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ts_ns % 10**9) // 1000:06d}Z"
-
-
-@dataclass(slots=True)
-class SessionRecord:
-    """A logged session: its facts and its decision."""
-
-    index: int
-    facts: SessionFacts
-    decision: Decision
-    client: tuple[str, int]
-    server: tuple[str, int]
-    origin: Origin | None = None
 
 
 @dataclass(slots=True)
@@ -140,10 +118,12 @@ class CaptureKeys:
             self._merged = len(self._secrets)
 
 
-def _ticket_key(ticket: bytes) -> bytes:
-    """A session ticket as a key of the resumption table: its 16-byte BLAKE2b digest, so that
-    the table's memory does not depend on ticket sizes (often 200+ bytes in TLS 1.3)."""
-    return b"tk:" + hashlib.blake2b(ticket, digest_size=16).digest()
+def _events(conn: TlsConnection, side: int, chunk: bytes | Gap, ts: int) -> list[TlsEvent]:
+    """The TLS events of a piece of one direction's stream: bytes, or a hole in the capture."""
+    if isinstance(chunk, Gap):
+        where = f"{chunk.length:,} bytes missing from the capture at stream offset {chunk.offset:,}"
+        return conn.lose(side, ts, where)
+    return conn.receive(side, chunk, ts)
 
 
 def _reverse(key: bytes) -> bytes:
@@ -154,15 +134,14 @@ def _reverse(key: bytes) -> bytes:
 class Analyzer:
     """Feeds raw packet tuples through the layers; `run()` yields SessionRecords as they are logged."""
 
-    def __init__(self, keys: KeySource | None = None) -> None:
+    def __init__(self, keys: KeySource | None = None, anchors: Anchors | None = None) -> None:
         self.keys = keys
         self.flows: dict[bytes, object] = {}
         self.active: dict[int, _Flow] = {}  # undecided flows, for idle sweeps and end of capture
         self.closing: set[bytes] = set()  # decided flows with one direction closed
         self.stats = Stats()
-        self._ready: list[SessionRecord] = []
-        self._resumable: OrderedDict[bytes, Origin] = OrderedDict()
-        self._index = 0
+        self.logbook = Logbook(anchors)
+        self._ready = self.logbook.ready
         self._decided_swept = 0
         self.defrag = Defragmenter()
 
@@ -174,8 +153,7 @@ class Analyzer:
         stats = self.stats
         n = 0
         stale = _STALE
-        next_sweep = SWEEP_EVERY
-        sweep_at = 0  # packet time of the next sweep (the first packet sets it)
+        due = SweepClock().due
         tcp = 0  # TCP packets, of decided flows included
         skip = None
         push = getattr(packets, "push_skip", None)
@@ -200,9 +178,7 @@ class Analyzer:
                     except IndexError:
                         tcp += 1
                         continue
-            if n >= next_sweep or ts >= sweep_at:
-                next_sweep = n + SWEEP_EVERY
-                sweep_at = ts + SWEEP_EVERY_NS
+            if due(n, ts):
                 self._sweep(ts)
                 if ready:
                     yield from ready
@@ -266,7 +242,7 @@ class Analyzer:
     def finish(self) -> None:
         """End of capture: log every session still open."""
         for flow in list(self.active.values()):
-            self._log(flow, "eof", "the capture ends")
+            self._log(flow, "eof", CAPTURE_ENDS)
         defrag, stats = self.defrag, self.stats
         if stats.cut_short:
             where = ", ".join(f"{n:,} in the {h}" for h, n in sorted(stats.cut_short.items()))
@@ -319,7 +295,7 @@ class Analyzer:
                 and (flow.streams[side].offset > 0 or flow.streams[1 - side].offset > 0)
             ):
                 # the 4-tuple is reused by a new connection
-                self._log(flow, "reuse", "its address/port pair was reused by a new connection")
+                self._log(flow, "reuse", REUSED)
                 flow = self._new_flow(key, ts, data, t, syn=True)
                 side = 0
         flow.last_ts = ts
@@ -336,15 +312,7 @@ class Analyzer:
             builder = flow.builder
             conn = flow.conn
             for chunk in stream.segment(seq, payload, missing):
-                if isinstance(chunk, Gap):
-                    events = conn.lose(
-                        side,
-                        ts,
-                        f"{chunk.length:,} bytes missing from the capture at stream offset {chunk.offset:,}",
-                    )
-                else:
-                    events = conn.receive(side, chunk, ts)
-                for ev in events:
+                for ev in _events(conn, side, chunk, ts):
                     builder.apply(ev)
             if builder.decided and not conn.watching:
                 self._log(flow)
@@ -352,18 +320,10 @@ class Analyzer:
             if conn.given_up:
                 self._drop(flow)
                 return
-        if flags & RST:
-            self._log(flow, "rst", f"connection reset by the {flow.builder.facts.role(side)}")
-        elif flags & FIN:
-            flow.fin[side] = True
-            facts = flow.builder.facts
-            if facts.end_kind is None:
-                facts.end_kind = "fin"
-                facts.closed_ts = ts
-                facts.closed_after = facts.last_message.get(facts.role(1 - side), "")
-                facts.ended = f"connection closed by the {facts.role(side)}"
-            if flow.fin[1 - side]:
-                self._log(flow, "fin", "connection closed by both sides")
+        if flags & (FIN | RST):
+            closed = closing(flow.builder.facts, flow.fin, side, flags, ts)
+            if closed is not None:
+                self._log(flow, *closed)
 
     def _new_flow(self, key: bytes, ts: int, data: bytes, t: int, syn: bool) -> _Flow:
         rev = _reverse(key)
@@ -405,92 +365,24 @@ class Analyzer:
                     self.closing.discard(k)
                 elif v is _DONE:
                     flows[k] = _STALE
-        for flow in list(self.active.values()):
-            if now - flow.last_ts > IDLE_TIMEOUT_NS:
-                self._log(flow, "idle", f"idle for more than {IDLE_TIMEOUT_NS // 10**9} s")
+        for flow in idle(self.active.values(), now):
+            self._log(flow, "idle", IDLE)
 
     # -- logging a session -----------------------------------------------------------------
 
-    def _log(self, flow: _Flow, end_kind: str | None = None, ended: str = "") -> None:
+    def _log(
+        self, flow: _Flow, end_kind: str | None = None, ended: str = "", by: str | None = None
+    ) -> None:
         self.active.pop(id(flow), None)
         for k in flow.keys:
             cur = self.flows.get(k)
             if isinstance(cur, tuple) and cur[0] is flow:
                 self.flows[k] = _DONE
         builder = flow.builder
-        facts = builder.facts
         if end_kind is not None and not builder.decided:
             for side in (0, 1):
                 for chunk in flow.streams[side].flush():
-                    if isinstance(chunk, Gap):
-                        evs = flow.conn.lose(
-                            side,
-                            flow.last_ts,
-                            f"{chunk.length:,} bytes missing from the capture at stream offset {chunk.offset:,}",
-                        )
-                    else:
-                        evs = flow.conn.receive(side, chunk, flow.last_ts)
-                    for ev in evs:
+                    for ev in _events(flow.conn, side, chunk, flow.last_ts):
                         builder.apply(ev)
-        if facts.client_side is None:  # no SYN, no hello: the ephemeral (higher) port is the client
-            builder.set_client(0 if facts.ports[0] >= facts.ports[1] else 1, "port")
-        if not facts.tls_seen:
-            return  # not a TLS connection
-        if end_kind is not None and (facts.end_kind is None or end_kind == "rst"):
-            facts.end_kind, facts.ended = end_kind, ended
-            if end_kind == "rst" and facts.closed_ts is None:
-                facts.closed_ts = flow.last_ts
-        facts.end_ts = max(facts.end_ts, flow.last_ts)
-        origin = self.origin_of(facts)
-        decision = classify(facts, origin)
-        c, s = facts.client_side, 1 - facts.client_side  # type: ignore[operator]
-        client = (format_addr(facts.addrs[c]), facts.ports[c])  # type: ignore[index]
-        server = (format_addr(facts.addrs[s]), facts.ports[s])
-        self._index += 1
-        record = SessionRecord(self._index, facts, decision, client, server, origin)
-        self.remember(record)
-        self.stats.sessions += 1
-        self._ready.append(record)
-
-    def origin_of(self, f: SessionFacts) -> Origin | None:
-        """The full handshake a resumption resumes, if the capture showed it (by ticket or ID).
-        Public so that the tshark engine links resumptions by the same rules."""
-        ch, sh = f.client_hello, f.server_hello
-        if ch is None or sh is None:
-            return None
-        found = None
-        if sh.psk_accepted:  # TLS 1.3: the ticket is the PSK identity (readable in the hello)
-            for identity in ch.psk_identities:
-                found = found or self._resumable.get(_ticket_key(identity))
-            return found
-        if f.tls13:  # RFC 8446 4.1.3: an echoed legacy_session_id is middlebox compatibility
-            return None
-        if ch.session_ticket:
-            found = self._resumable.get(_ticket_key(ch.session_ticket))
-        if found is None and ch.session_id and ch.session_id == sh.session_id:
-            found = self._resumable.get(b"id:" + ch.session_id)
-        return found
-
-    def remember(self, r: SessionRecord) -> None:
-        f = r.facts
-        if r.decision.verdict not in (
-            Verdict.MUTUAL,
-            Verdict.ONE_WAY,
-            Verdict.CERT_REQUESTED_NOT_SENT,
-        ):
-            return
-        subject = None
-        if f.client_certs:
-            subject = cert_info(f.client_certs[0]).subject
-        origin = Origin(
-            r.decision.verdict, f"{r.client[0]}:{r.client[1]}", iso_time(f.start_ts), subject
-        )
-        keys = []
-        if f.server_hello is not None and f.server_hello.session_id and not f.tls13:
-            keys.append(b"id:" + f.server_hello.session_id)
-        keys.extend(_ticket_key(t) for t in f.session_tickets)
-        for k in keys:
-            self._resumable[k] = origin
-            self._resumable.move_to_end(k)
-            if len(self._resumable) > MAX_RESUMABLE:
-                self._resumable.popitem(last=False)
+        if self.logbook.log(builder, end_kind, ended, flow.last_ts, by=by) is not None:
+            self.stats.sessions += 1

@@ -1,0 +1,36 @@
+"""What every command of the command line does alike: one-line failures, the output file, a
+closed pipe, the order of sessions."""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import TextIO
+
+
+def fail(prog: str, message: str) -> int:
+    """One line on stderr, and the exit code of an unusable input: 2."""
+    print(f"{prog}: {message}", file=sys.stderr)
+    return 2
+
+
+def open_output(path: str | None) -> TextIO:
+    """Where a report goes: the file named (the caller closes it), else stdout.
+
+    Raises:
+        OSError: the file cannot be written.
+    """
+    if not path:
+        return sys.stdout
+    return open(path, "w", encoding="utf-8", newline="")
+
+
+def silence_pipe() -> None:
+    """The reader of stdout went away (`| head`): send the rest nowhere, and exit quietly."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+
+
+def session_order(s: dict[str, object]) -> tuple[str, int]:
+    """The order of sessions in a whole report: by start time, then by the order of logging."""
+    return (str(s["start_time"]), int(s["index"]))  # type: ignore[call-overload]

@@ -1,0 +1,111 @@
+"""The session record: one TLS session, decided and explained, built once when it is logged.
+
+As Zeek's `SSL::Info` is filled while a connection runs and written once by `log_record`, a
+`SessionRecord` is made once, by the engine that logs the session (`build_record`), from its
+facts (`session.SessionFacts`) and its decision (`classify`). Everything the outputs say of a
+session is in it: the chain checks (with the CA bundle, when one was given), the diagnosis,
+what is known of the client authentication, the anomalies, the STARTTLS protocol, the full
+handshake a resumption resumes. Every report (JSON, CSV, table, HTML, DataFrame, policy) only
+projects this value; none runs a check or a diagnosis, parses a certificate or reads bytes.
+
+The record is frozen. Its `facts` are the builder's, handed over when the session is logged: no
+engine touches them again.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from .classify import Decision, Origin
+from .diagnose import chain_reports, diagnose
+from .session import SessionFacts
+from .tls.starttls import starttls_protocol
+from .x509 import Anchors, ChainReport
+
+
+@dataclass(frozen=True, slots=True)
+class ClientAuth:
+    """What is known of the client authentication, however it is known: from the messages
+    when they were seen or decrypted, from the record sizes for TLS 1.3 without keys (None
+    where those do not tell)."""
+
+    cert_requested: bool | None  # the server sent a CertificateRequest
+    client_cert_sent: bool | None  # a non-empty chain; None: no Certificate message, or unknown
+    client_cert_verify: bool | None  # the client sent CertificateVerify
+
+
+@dataclass(frozen=True, slots=True)
+class SessionRecord:
+    """A logged session: what was seen, what was decided, and why."""
+
+    index: int  # order of logging, from 1
+    facts: SessionFacts
+    decision: Decision
+    client: tuple[str, int]  # (address text, port)
+    server: tuple[str, int]
+    origin: Origin | None  # the full handshake a resumption resumes, when the capture has it
+    client_checks: ChainReport | None  # None: no client chain
+    server_checks: ChainReport | None
+    diagnosis: str | None  # why it ended as it did, in plain words; None: nothing to explain
+    auth: ClientAuth
+    starttls: str | None  # the plaintext protocol upgraded to TLS, None for TLS from the start
+    anomalies: tuple[str, ...]  # problems met dissecting it: lost bytes, malformed messages
+
+
+def client_auth(f: SessionFacts, d: Decision) -> ClientAuth:
+    """The client authentication as the messages show it, or as the record sizes do for TLS 1.3
+    without keys (a CertificateRequest seen plaintext or decrypted always wins)."""
+    sh = f.server_hello
+    hidden = f.tls13 and not f.decrypted and sh is not None and not sh.psk_accepted
+    if f.cert_request is not None or not hidden:
+        return ClientAuth(
+            f.cert_request is not None,
+            None if f.client_certs is None else bool(f.client_certs),
+            f.client_cert_verify is not None,
+        )
+    sizes = d.sizes
+    if sizes is None:
+        return ClientAuth(None, None, None)
+    # an empty Certificate was sent when asked: False; no Certificate message: None
+    sent = sizes.client_certificate if sizes.cert_requested else None
+    return ClientAuth(sizes.cert_requested, sent, sizes.client_verify)
+
+
+def anomalies(f: SessionFacts) -> tuple[str, ...]:
+    """The problems met while dissecting a session, in the order of the output."""
+    return (
+        tuple(f"{role}'s stream lost: {why}" for role, why in f.lost.items())
+        + tuple(f.malformed)
+        + tuple(f.key_problems)
+    )
+
+
+def build_record(
+    index: int,
+    facts: SessionFacts,
+    decision: Decision,
+    client: tuple[str, int],
+    server: tuple[str, int],
+    origin: Origin | None = None,
+    *,
+    anchors: Anchors | None = None,
+    starttls: str | None = None,
+) -> SessionRecord:
+    """The record of a session being logged. `anchors` (a CA bundle) adds the `ca_bundle` check
+    to both chains; `starttls` names the protocol before TLS when the engine knows it (tshark
+    dissected it), else the preamble bytes the builder kept tell."""
+    client_checks, server_checks = chain_reports(facts, server[0], anchors)
+    return SessionRecord(
+        index=index,
+        facts=facts,
+        decision=decision,
+        client=client,
+        server=server,
+        origin=origin,
+        client_checks=client_checks,
+        server_checks=server_checks,
+        diagnosis=diagnose(facts, decision, client_checks, server_checks),
+        auth=client_auth(facts, decision),
+        starttls=starttls if starttls is not None else starttls_protocol(facts.preamble),
+        anomalies=anomalies(facts),
+    )
