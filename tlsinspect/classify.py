@@ -1,6 +1,6 @@
 """The verdict of a session, decided from its facts alone: `classify(facts, origin) -> Decision`.
 
-Pure (no I/O, no clock): the pipeline calls it once per session, when the session is logged.
+Pure (no I/O, no clock): the engine logging a session calls it once per session, when the session is logged.
 `origin` is what the capture showed of the session a resumed handshake resumes, if it holds it.
 """
 
@@ -16,7 +16,7 @@ from .infer import (
     Inference,
     View,
 )
-from .model import Basis, Verdict
+from .model import CLIENT, SERVER, Basis, Verdict
 from .session import AlertSeen, SessionFacts
 from .tls import registry as reg
 
@@ -68,7 +68,7 @@ def shown(name: str) -> str:
 
 
 def _after(a: AlertSeen) -> str:
-    peer = "client" if a.sender == "server" else "server"
+    peer = CLIENT if a.sender == SERVER else SERVER
     return f" after the {peer}'s {shown(a.after)}" if a.after else ""
 
 
@@ -107,7 +107,7 @@ def _abort(f: SessionFacts, stage: str) -> Decision | None:
         return Decision(Verdict.FAILED, Basis.OBSERVED, _alert_reason(f, alert))
     if f.lost:
         return None  # what happened in the missing bytes is unknown: incomplete, not failed
-    if f.end_kind in ("fin", "rst"):
+    if f.end_kind is not None and f.end_kind.closed:
         return Decision(Verdict.FAILED, Basis.OBSERVED, f"{f.ended} {stage}")
     return None
 
@@ -115,7 +115,7 @@ def _abort(f: SessionFacts, stage: str) -> Decision | None:
 def _incomplete(f: SessionFacts, what: str) -> Decision:
     lost = _lost(f)
     why = lost if lost else _end_text(f)
-    silent = [r for r in ("client", "server") if r not in f.last_message and r not in f.lost]
+    silent = [r for r in (CLIENT, SERVER) if r not in f.last_message and r not in f.lost]
     if len(silent) == 1 and f.last_message:
         why += f"; the capture holds nothing the {silent[0]} sent (one direction only)"
     return Decision(Verdict.INCOMPLETE, Basis.OBSERVED, f"{what}: {why}")
@@ -161,7 +161,7 @@ def _classify_tls13(f: SessionFacts, origin: Origin | None) -> Decision:
             "TLS 1.3 resumption with a pre-shared key: no certificates are exchanged"
             + _origin_text(origin, "the ticket's session is not in the capture or not decrypted"),
         )
-    if "client" not in f.finished:
+    if CLIENT not in f.finished:
         return _abort(f, "before the client's second flight") or _incomplete(
             f, "TLS 1.3 handshake not finished: the client's second flight is not in the capture"
         )
@@ -249,9 +249,9 @@ def _post_handshake_answer(v: View, inf: Inference) -> tuple[Verdict, str] | Non
     after = list(v.records[inf.flight_end + 1 :])
     coalesced: int | None = None  # a record that may hold a whole answer
     for start, (role, length) in enumerate(after):
-        if role != "client" or start == 0 or after[start - 1][0] != "server":
+        if role != CLIENT or start == 0 or after[start - 1][0] != SERVER:
             continue
-        answer = [n for r, n in after[start:] if r == "client"][:4]
+        answer = [n for r, n in after[start:] if r == CLIENT][:4]
         end = next((j for j, n in enumerate(answer) if j and n - overhead == finished), None)
         if end is None:
             if coalesced is None and length - overhead >= MIN_AUTHENTICATION + finished + 1:
@@ -298,7 +298,7 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
     ch, sh = f.client_hello, f.server_hello
     assert sh is not None
     abbreviated = (
-        "server" in f.ccs
+        SERVER in f.ccs
         and f.server_certs is None
         and not f.server_hello_done
         and not f.server_key_exchange
@@ -334,7 +334,7 @@ def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
     if f.cert_request is not None:
         cc = f.client_certs
         no_cert_alert = next(
-            (a for a in f.alerts if a.sender == "client" and a.description == 41), None
+            (a for a in f.alerts if a.sender == CLIENT and a.description == 41), None
         )
         if (cc is not None and len(cc) == 0) or no_cert_alert is not None:
             how = "an empty Certificate" if cc is not None else "a no_certificate alert (SSL 3.0)"
@@ -357,7 +357,7 @@ def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
             if alert is not None:
                 refused = (
                     "the server refused the client certificate: "
-                    if alert.sender == "server" and alert.description in reg.CERTIFICATE_ALERTS
+                    if alert.sender == SERVER and alert.description in reg.CERTIFICATE_ALERTS
                     else ""
                 )
                 return Decision(
@@ -366,7 +366,12 @@ def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
                     f"{refused}client sent a {len(cc)}-certificate chain; "
                     + _alert_reason(f, alert),
                 )
-            if done and f.server_first_after == "alert" and f.end_kind in ("fin", "rst"):
+            if (
+                done
+                and f.server_first_after == "alert"
+                and f.end_kind is not None
+                and f.end_kind.closed
+            ):
                 return Decision(
                     Verdict.FAILED,
                     basis,

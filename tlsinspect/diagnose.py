@@ -17,7 +17,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from .classify import Decision, shown
-from .model import Basis, Verdict
+from .model import CLIENT, SERVER, Basis, Verdict
 from .session import AlertSeen, SessionFacts
 from .tls import registry as reg
 from .x509 import FAIL, Anchors, ChainReport, cert_info, check_chain, short_name
@@ -75,11 +75,11 @@ def chain_reports(
     if f.client_certs:
         cr = f.cert_request
         client = check_chain(
-            f.client_certs, "client", at, ca_names=cr.ca_names if cr else (), anchors=anchors
+            f.client_certs, CLIENT, at, ca_names=cr.ca_names if cr else (), anchors=anchors
         )
     if f.server_certs:
         server = check_chain(
-            f.server_certs, "server", at, sni=sni, server_ip=server_ip, anchors=anchors
+            f.server_certs, SERVER, at, sni=sni, server_ip=server_ip, anchors=anchors
         )
     return client, server
 
@@ -221,7 +221,7 @@ def _not_sent(f: SessionFacts, d: Decision) -> str:
     wanted = f"; CAs the server listed: {asked}" if asked else ""
     inferred = " (inferred from the encrypted record sizes)" if d.basis == Basis.INFERRED else ""
     alert = f.fatal_alert
-    if alert is not None and alert.sender == "server":
+    if alert is not None and alert.sender == SERVER:
         name = _alert_name(alert) or "an encrypted alert"
         return f"server required a client certificate, client sent none ({name}){wanted}{inferred}"
     if d.basis == Basis.INFERRED and d.sizes is not None and d.sizes.refused:
@@ -264,7 +264,7 @@ def _failed(
         return f"{_no_alert(f, d, client)}; the {alert.sender} then sent {sent}"
     shown_name = name or "an encrypted alert"
     after = alert.after
-    if alert.sender == "server" and f.client_certs and (after in _CLIENT_FLIGHT or not after):
+    if alert.sender == SERVER and f.client_certs and (after in _CLIENT_FLIGHT or not after):
         if name == "decrypt_error":
             return (
                 "server rejected the client's CertificateVerify: decrypt_error (the signature "
@@ -279,13 +279,13 @@ def _failed(
             f" ({hint})" if hint else ""
         )
     if (
-        alert.sender == "client"
+        alert.sender == CLIENT
         and f.server_certs
         and (alert.description is None or alert.description in reg.CERTIFICATE_ALERTS)
     ):
         return f"client rejected the server certificate: {shown_name}; " + _server_cause(f, server)
     hint = _ALERT_HINTS.get(name or "", "")
-    peer = "client" if alert.sender == "server" else "server"
+    peer = CLIENT if alert.sender == SERVER else SERVER
     when = f" after the {peer}'s {shown(after)}" if after else ""
     return f"{alert.sender} aborted the handshake with {shown_name}{when}" + (
         f": {hint}" if hint else ""
@@ -297,13 +297,13 @@ def _no_alert(f: SessionFacts, d: Decision, client: ChainReport | None) -> str:
     how = f.ended or "the connection ended"
     stage = ""
     if f.closed_after:
-        closer = "server" if f.closed_by == "server" else "client"
-        peer = "client" if closer == "server" else "server"
+        closer = SERVER if f.closed_by == SERVER else CLIENT
+        peer = CLIENT if closer == SERVER else SERVER
         stage = f" after the {peer}'s {shown(f.closed_after)}"
     elif f.client_certs:
         stage = " after the client's certificate"
     line = f"{how}{stage}, without an alert"
-    if f.client_certs and f.closed_by == "server":
+    if f.client_certs and f.closed_by == SERVER:
         cp = _named(client, f.client_certs)
         if cp:
             return f"{line}; the client chain fails checks: " + "; ".join(cp)

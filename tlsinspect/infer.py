@@ -27,7 +27,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-CLIENT, SERVER = "client", "server"
+from .model import CLIENT, SERVER
 
 ALERT = 2  # an alert's content: level and description
 EMPTY_CERTIFICATE = 8  # handshake header, empty context, empty certificate_list

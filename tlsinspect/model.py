@@ -32,6 +32,24 @@ class Basis(str, Enum):
         return self.value
 
 
+class EndKind(str, Enum):
+    """How a connection's session came to be logged, when it was not its decided verdict."""
+
+    FIN = "fin"  # a FIN (the first one; the session is logged on the second)
+    RST = "rst"  # a reset
+    EOF = "eof"  # the capture ended
+    IDLE = "idle"  # silent longer than the idle timeout (packet time)
+    REUSE = "reuse"  # its address/port pair was reused by a new connection
+
+    def __str__(self) -> str:
+        return self.value
+
+    @property
+    def closed(self) -> bool:
+        """A FIN or RST ended it: the peers, not the capture, closed it."""
+        return self in (EndKind.FIN, EndKind.RST)
+
+
 def iso_time(ts_ns: int) -> str:
     """A packet timestamp (integer nanoseconds) as ISO 8601 UTC text, to the microsecond."""
     dt = datetime.fromtimestamp(ts_ns // 10**9, tz=timezone.utc)

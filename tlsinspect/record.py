@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from .anomalies import Anomaly, ordered
 from .classify import Decision, Origin
 from .diagnose import chain_reports, diagnose
 from .session import SessionFacts
@@ -49,7 +50,7 @@ class SessionRecord:
     diagnosis: str | None  # why it ended as it did, in plain words; None: nothing to explain
     auth: ClientAuth
     starttls: str | None  # the plaintext protocol upgraded to TLS, None for TLS from the start
-    anomalies: tuple[str, ...]  # problems met dissecting it: lost bytes, malformed messages
+    anomalies: tuple[Anomaly, ...]  # problems met dissecting it: lost bytes, malformed messages
 
 
 def client_auth(f: SessionFacts, d: Decision) -> ClientAuth:
@@ -71,13 +72,10 @@ def client_auth(f: SessionFacts, d: Decision) -> ClientAuth:
     return ClientAuth(sizes.cert_requested, sent, sizes.client_verify)
 
 
-def anomalies(f: SessionFacts) -> tuple[str, ...]:
+def anomalies(f: SessionFacts) -> tuple[Anomaly, ...]:
     """The problems met while dissecting a session, in the order of the output."""
-    return (
-        tuple(f"{role}'s stream lost: {why}" for role, why in f.lost.items())
-        + tuple(f.malformed)
-        + tuple(f.key_problems)
-    )
+    lost = [Anomaly("stream_lost", role, why) for role, why in f.lost.items()]
+    return ordered(lost + f.anomalies)
 
 
 def build_record(

@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from .anomalies import Anomaly
 from .infer import Inference, View, infer_handshake
+from .model import CLIENT, SERVER, EndKind
 from .tls import messages as m
 from .tls import registry as reg
 from .tls.connection import (
@@ -31,7 +33,7 @@ PHA_WATCH = 24
 
 @dataclass(slots=True)
 class AlertSeen:
-    sender: str  # "client" | "server"
+    sender: str  # CLIENT | SERVER
     ts: int
     level: int | None  # None when the alert was encrypted
     description: int | None
@@ -87,7 +89,7 @@ class SessionFacts:
     after_hello: list[tuple[str, int]] = field(default_factory=list)
     alerts: list[AlertSeen] = field(default_factory=list)
     history: list[tuple[str, str]] = field(default_factory=list)  # (role, message name)
-    end_kind: str | None = None  # "fin", "rst", "eof", "idle", "reuse"; None while open
+    end_kind: EndKind | None = None  # None while open
     ended: str | None = None  # how it ended, in words: "connection reset by the server"
     # who ended it as `ended` says (the role whose FIN or RST it was); None when the capture
     # ended, the connection idled out or its address pair was reused
@@ -95,7 +97,8 @@ class SessionFacts:
     closed_ts: int | None = None  # time of the first FIN or RST
     closed_after: str = ""  # the last message the closer's peer had sent by then
     lost: dict[str, str] = field(default_factory=dict)  # role -> why its stream was lost
-    malformed: list[str] = field(default_factory=list)
+    # malformed messages and key problems, in the order found (`record` adds the lost streams)
+    anomalies: list[Anomaly] = field(default_factory=list)
     tls_seen: bool = False
     last_message: dict[str, str] = field(default_factory=dict)  # role -> last message name
     decrypted: bool = False  # some records were decrypted with the key log
@@ -105,7 +108,7 @@ class SessionFacts:
     # what the first of them was: "alert" (the server refused late, or closed at once), "data"
     server_first_after: str | None = None
     post_records: int = 0  # encrypted records after the handshake completed
-    key_problems: list[str] = field(default_factory=list)  # why records could not be decrypted
+    key_problems: int = 0  # anomalies of records that could not be decrypted (the first 4 kept)
     server_reply: list[int] = field(default_factory=list)  # TLS 1.3: lengths of the server's
     # first two records after the client's second flight
     # the last inference from record sizes, with what it was made from (records seen, end)
@@ -114,7 +117,7 @@ class SessionFacts:
     def role(self, side: int) -> str:
         if self.client_side is None:
             return f"side{side}"
-        return "client" if side == self.client_side else "server"
+        return CLIENT if side == self.client_side else SERVER
 
     @property
     def version(self) -> int:
@@ -128,7 +131,7 @@ class SessionFacts:
     @property
     def early_data_sent(self) -> bool:
         """The client sent 0-RTT records before the ServerHello."""
-        return any(name == "early_data" for role, name in self.history if role == "client")
+        return any(name == "early_data" for role, name in self.history if role == CLIENT)
 
     def size_view(self) -> View:
         """What the TLS 1.3 inference reads of this session (seen without keys)."""
@@ -139,7 +142,7 @@ class SessionFacts:
             hash_len=48 if sh.cipher_suite == 0x1302 else 32,
             tag=self.aead_tag,
             early_data=self.early_data_sent,
-            closed=self.end_kind in ("fin", "rst"),
+            closed=self.end_kind is not None and self.end_kind.closed,
             extensions=ch is None or any(t in reg.ALPS_EXTENSIONS for t, _ in ch.extensions),
         )
 
@@ -160,7 +163,7 @@ class SessionFacts:
     def handshake_done(self) -> bool:
         """Both sides have finished the handshake (as far as an observer without keys can tell)."""
         if self.tls13:
-            if "client" not in self.finished:
+            if CLIENT not in self.finished:
                 return False
             if self.decrypted:  # wait for a second ticket: a resumption may name either
                 return len(self.server_reply) > 1
@@ -173,7 +176,7 @@ class SessionFacts:
             if not self.server_reply and self.end_kind is None:
                 return False  # nothing from the server since the client's flight: no answer yet
             return self.sized().settled
-        return "client" in self.finished and "server" in self.finished
+        return CLIENT in self.finished and SERVER in self.finished
 
     @property
     def aead_tag(self) -> int:
@@ -248,23 +251,24 @@ class SessionBuilder:
                 f.decrypted = True
                 if (
                     f.tls13
-                    and role == "server"
-                    and "client" in f.finished
+                    and role == SERVER
+                    and CLIENT in f.finished
                     and not isinstance(ev.msg, m.Alert)
                     and len(f.server_reply) < 2
                 ):
                     f.server_reply.append(0)  # the server went on after the client's Finished
             self._message(role, ev.msg, ev.ts)
         elif isinstance(ev, KeysMissing):
-            if len(f.key_problems) < 4:
-                f.key_problems.append(f"{role}: {ev.reason}")
+            if f.key_problems < 4:
+                f.key_problems += 1
+                f.anomalies.append(Anomaly("keys_missing", role, ev.reason))
         elif isinstance(ev, TlsStarted):
             f.tls_seen = True
             if ev.preamble_len:
                 f.preamble[role] = ev.preamble
         elif isinstance(ev, MessageMalformed):
             name = reg.name_of("handshake", ev.msg_type) if ev.msg_type >= 0 else "alert"
-            f.malformed.append(f"{role} {name}: {ev.reason}")
+            f.anomalies.append(Anomaly("malformed_message", role, ev.reason, name))
         elif isinstance(ev, StreamLost):
             f.lost.setdefault(role, ev.reason)
 
@@ -274,7 +278,7 @@ class SessionBuilder:
         if f.server_hello is not None and len(f.after_hello) < MAX_ENCRYPTED:
             f.after_hello.append((role, msg.length))
         if ct == reg.ALERT:  # TLS <= 1.2 after ChangeCipherSpec
-            peer = "server" if role == "client" else "client"
+            peer = SERVER if role == CLIENT else CLIENT
             f.alerts.append(AlertSeen(role, ts, None, None, f.last_message.get(peer, "")))
             self._server_after(role, "alert")
             self._note(role, "encrypted_alert")
@@ -293,21 +297,21 @@ class SessionBuilder:
         if f.server_hello is None:
             if n == 0:
                 self._note(
-                    role, "early_data" if role == "client" and f.client_hello else "encrypted_data"
+                    role, "early_data" if role == CLIENT and f.client_hello else "encrypted_data"
                 )
             return
         if f.tls13:
             # The first encrypted record a TLS 1.3 client sends after the ServerHello starts its
             # second flight (Certificate, CertificateVerify, Finished); the server's records after
             # that show the handshake went on.
-            if role == "client" and "client" not in f.finished:
-                f.finished["client"] = ts
+            if role == CLIENT and CLIENT not in f.finished:
+                f.finished[CLIENT] = ts
                 self._note(role, "encrypted_handshake")
-            elif role == "server" and "client" in f.finished:
+            elif role == SERVER and CLIENT in f.finished:
                 if len(f.server_reply) < 2:
                     f.server_reply.append(msg.length)
                     self._note(role, "encrypted_data")
-            elif role == "server" and n == 0:
+            elif role == SERVER and n == 0:
                 self._note(role, "encrypted_handshake")
             elif n < 3:
                 self._note(role, "encrypted_data")
@@ -320,7 +324,7 @@ class SessionBuilder:
     def _server_after(self, role: str, what: str) -> None:
         """Count the server's records after a TLS <= 1.2 handshake, and name the first."""
         f = self.facts
-        if role == "server" and not f.tls13 and f.server_hello is not None and f.handshake_done:
+        if role == SERVER and not f.tls13 and f.server_hello is not None and f.handshake_done:
             if not f.server_after_done:
                 f.server_first_after = what
             f.server_after_done += 1
@@ -344,7 +348,7 @@ class SessionBuilder:
             self._encrypted(role, msg, ts)
             return
         if isinstance(msg, m.Alert):
-            peer_last = f.last_message.get("server" if role == "client" else "client", "")
+            peer_last = f.last_message.get(SERVER if role == CLIENT else CLIENT, "")
             late = f.handshake_done and self._sent_data(role)
             f.alerts.append(AlertSeen(role, ts, msg.level, msg.description, peer_last, late))
             self._server_after(role, "alert")
@@ -366,18 +370,18 @@ class SessionBuilder:
             else:
                 f.server_hello = msg
         elif isinstance(msg, m.Certificate):
-            if role == "server":
+            if role == SERVER:
                 f.server_certs = msg.entries
             else:
                 f.client_certs = msg.entries
         elif isinstance(msg, m.CertificateRequest):
             f.cert_request = msg
-            if "client" in f.finished and "server" in f.finished:
+            if CLIENT in f.finished and SERVER in f.finished:
                 # asked for after the handshake: TLS 1.3 post-handshake authentication, or a
                 # TLS 1.2 renegotiation
                 f.later_request = "renegotiation" if f.client_hellos > 1 else "post-handshake"
         elif isinstance(msg, m.CertificateVerify):
-            if role == "client":
+            if role == CLIENT:
                 f.client_cert_verify = msg
         elif isinstance(msg, m.Finished):
             f.finished.setdefault(role, ts)  # readable only with a NULL cipher (or decrypted)

@@ -4,7 +4,7 @@ The reader still never looks inside a packet on its own: it compares bytes at th
 filter gives with a table the consumer keeps, and does not yield a record that matches. The
 pipeline uses it to skip, inside the reader's loop, the packets of TCP flows whose handshake is
 decided (most packets of a capture: bulk data), with one dict lookup and no tuple, slice of the
-packet or generator step for each (`pipeline.Analyzer.run` installs it; see there).
+packet or generator step for each (`engines.builtin.Analyzer.run` installs it; see there).
 
 A record is skipped when all hold:
 - its link type is `linktype`;

@@ -8,7 +8,7 @@ the tshark engine's `TsharkAnalyzer` decides; output, statistics and stopping ar
 the built-in engine, described below.
 
 Packets come from `capture.live` (scapy, kernel BPF filter, default `tcp`) through a bounded
-queue into the same `pipeline.Analyzer` as capture files, which yields each session as soon as
+queue into the same `engines.builtin.Analyzer` as capture files, which yields each session as soon as
 its verdict is known; it is printed at once (jsonl: one JSON object per line, flushed; table:
 one line per session, then the totals). `--write` saves every packet taken off the queue as
 pcapng (link type and snaplen of the interface, microsecond timestamps), flushed about every

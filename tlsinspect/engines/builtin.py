@@ -17,6 +17,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 
 from ..capture.skip import SkipFilter
+from ..model import EndKind
 from ..net.fragments import Defragmenter
 from ..net.link import header_cut, locate_fragment, locate_tcp
 from ..net.reassembly import Gap, HalfStream
@@ -242,7 +243,7 @@ class Analyzer:
     def finish(self) -> None:
         """End of capture: log every session still open."""
         for flow in list(self.active.values()):
-            self._log(flow, "eof", CAPTURE_ENDS)
+            self._log(flow, EndKind.EOF, CAPTURE_ENDS)
         defrag, stats = self.defrag, self.stats
         if stats.cut_short:
             where = ", ".join(f"{n:,} in the {h}" for h, n in sorted(stats.cut_short.items()))
@@ -295,7 +296,7 @@ class Analyzer:
                 and (flow.streams[side].offset > 0 or flow.streams[1 - side].offset > 0)
             ):
                 # the 4-tuple is reused by a new connection
-                self._log(flow, "reuse", REUSED)
+                self._log(flow, EndKind.REUSE, REUSED)
                 flow = self._new_flow(key, ts, data, t, syn=True)
                 side = 0
         flow.last_ts = ts
@@ -366,12 +367,12 @@ class Analyzer:
                 elif v is _DONE:
                     flows[k] = _STALE
         for flow in idle(self.active.values(), now):
-            self._log(flow, "idle", IDLE)
+            self._log(flow, EndKind.IDLE, IDLE)
 
     # -- logging a session -----------------------------------------------------------------
 
     def _log(
-        self, flow: _Flow, end_kind: str | None = None, ended: str = "", by: str | None = None
+        self, flow: _Flow, end_kind: EndKind | None = None, ended: str = "", by: str | None = None
     ) -> None:
         self.active.pop(id(flow), None)
         for k in flow.keys:

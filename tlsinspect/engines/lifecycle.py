@@ -18,7 +18,7 @@ from collections.abc import Iterable
 from typing import Protocol, TypeVar
 
 from ..classify import Origin, classify
-from ..model import Verdict, iso_time
+from ..model import EndKind, Verdict, iso_time
 from ..net.ip import format_addr
 from ..record import SessionRecord, build_record
 from ..session import SessionBuilder, SessionFacts
@@ -46,23 +46,23 @@ BOTH_CLOSED = "connection closed by both sides"
 
 def closing(
     facts: SessionFacts, fin: list[bool], side: int, flags: int, ts: int
-) -> tuple[str, str, str | None] | None:
+) -> tuple[EndKind, str, str | None] | None:
     """A packet with FIN or RST from `side`: note the close in the facts; return how to log the
     session when this ends the connection (a reset, or the second FIN): the end kind, the words
     and who ended it; else None."""
     role = facts.role(side)
     if flags & RST:
-        return "rst", f"connection reset by the {role}", role
+        return EndKind.RST, f"connection reset by the {role}", role
     if flags & FIN:
         fin[side] = True
         if facts.end_kind is None:
-            facts.end_kind = "fin"
+            facts.end_kind = EndKind.FIN
             facts.closed_ts = ts
             facts.closed_after = facts.last_message.get(facts.role(1 - side), "")
             facts.ended = f"connection closed by the {role}"
             facts.closed_by = role
         if fin[1 - side]:
-            return "fin", BOTH_CLOSED, None
+            return EndKind.FIN, BOTH_CLOSED, None
     return None
 
 
@@ -116,7 +116,7 @@ class Logbook:
     def log(
         self,
         builder: SessionBuilder,
-        end_kind: str | None,
+        end_kind: EndKind | None,
         ended: str,
         last_ts: int,
         ends: tuple[tuple[str, int], tuple[str, int]] | None = None,
@@ -134,9 +134,9 @@ class Logbook:
             builder.set_client(0 if facts.ports[0] >= facts.ports[1] else 1, "port")
         if not facts.tls_seen:
             return None
-        if end_kind is not None and (facts.end_kind is None or end_kind == "rst"):
+        if end_kind is not None and (facts.end_kind is None or end_kind == EndKind.RST):
             facts.end_kind, facts.ended, facts.closed_by = end_kind, ended, by
-            if end_kind == "rst" and facts.closed_ts is None:
+            if end_kind == EndKind.RST and facts.closed_ts is None:
                 facts.closed_ts = last_ts
         facts.end_ts = max(facts.end_ts, last_ts)
         origin = self.origin_of(facts)

@@ -2,14 +2,15 @@
 
 `capture.tshark` reads what tshark dissected (TCP reassembly, TLS records, handshake fields,
 decryption with a key log); this module turns each record into the events tlsinspect's own TLS
-layer emits (`MessageSeen` with the same `tls.messages` values, built from tshark's fields instead
-of parsed bytes) and feeds them to the same `SessionBuilder`, `classify` and `session_dict`. So
-the two engines share every decision, and only the reading of the wire differs: which is what
-`tlsinspect compare` checks.
+layer emits (`MessageSeen` with the same `tls.messages` values, built from tshark's fields
+instead of parsed bytes), feeds them to the same `SessionBuilder` and logs the sessions through
+`engines.lifecycle`. So the two engines share every decision, and only the reading of the wire
+differs: which is what `tlsinspect compare` checks.
 
-Flows follow the pipeline's rules (a session is logged when its verdict is decided, on a reset,
-on the close of both directions, after 300 s idle in packet time, or at the end of the capture;
-a 4-tuple reused by a new connection logs the old one), keyed by tshark's `tcp.stream`.
+Flows follow the rules of `engines.lifecycle` (a session is logged when its verdict is decided,
+on a reset, on the close of both directions, after 300 s idle in packet time, or at the end of
+the capture; a 4-tuple reused by a new connection logs the old one), keyed by tshark's
+`tcp.stream`.
 
 What tshark does not tell, or tells differently, is said where it is filled:
 - `starttls` comes from the protocol tshark dissected before TLS on the connection;
@@ -34,6 +35,7 @@ from ..capture.tshark import (
     read_packets,
     tls_server_ports,
 )
+from ..model import EndKind
 from ..record import SessionRecord
 from ..session import SessionBuilder, SessionFacts
 from ..tls import messages as m
@@ -237,7 +239,7 @@ def _addr_bytes(text: str) -> bytes:
 
 class TsharkAnalyzer:
     """Feeds `TsharkPacket`s through the shared session logic; `run()` yields SessionRecords
-    as they are logged, like `pipeline.Analyzer.run`."""
+    as they are logged, like `engines.builtin.Analyzer.run`."""
 
     def __init__(self, decrypting: bool = False, anchors: Anchors | None = None) -> None:
         self.decrypting = decrypting  # a key log was given to tshark
@@ -268,14 +270,14 @@ class TsharkAnalyzer:
 
     def finish(self) -> None:
         for flow in list(self.flows.values()):
-            self._log(flow, "eof", lifecycle.CAPTURE_ENDS)
+            self._log(flow, EndKind.EOF, lifecycle.CAPTURE_ENDS)
 
     def _sweep(self, now: int) -> None:
         for stream, last in list(self.done.items()):
             if now - last > lifecycle.DECIDED_SWEEP_NS:
                 del self.done[stream]
         for flow in lifecycle.idle(self.flows.values(), now):
-            self._log(flow, "idle", lifecycle.IDLE)
+            self._log(flow, EndKind.IDLE, lifecycle.IDLE)
 
     def _packet(self, pkt: TsharkPacket) -> None:
         if pkt.stream in self.done:
@@ -296,7 +298,7 @@ class TsharkAnalyzer:
                 (pkt.dst, pkt.dport, pkt.src, pkt.sport)
             )
             if old is not None and old.stream in self.flows:
-                self._log(old, "reuse", lifecycle.REUSED)
+                self._log(old, EndKind.REUSE, lifecycle.REUSED)
             facts = SessionFacts(
                 start_ts=pkt.ts,
                 addrs=(_addr_bytes(pkt.src), _addr_bytes(pkt.dst)),
@@ -410,7 +412,7 @@ class TsharkAnalyzer:
         return [MessageSeen(side, ts, m.EncryptedRecord(ct, rec.length), rec.decrypted)]
 
     def _log(
-        self, flow: _Flow, end_kind: str | None = None, ended: str = "", by: str | None = None
+        self, flow: _Flow, end_kind: EndKind | None = None, ended: str = "", by: str | None = None
     ) -> None:
         self.flows.pop(flow.stream, None)
         self.done[flow.stream] = flow.last_ts

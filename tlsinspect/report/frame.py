@@ -74,7 +74,7 @@ def cert_markdown_table() -> str:
 class Session:
     """One TLS session: its JSON fields as attributes and items, rendered as HTML in notebooks.
 
-    `record` is the pipeline's SessionRecord (facts and decision), `row` the flat row (JSON
+    `record` is the session's SessionRecord, `row` the flat row (JSON
     fields and extra columns), `file` the capture it came from.
     """
 

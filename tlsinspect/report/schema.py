@@ -193,7 +193,7 @@ def session_dict(r: SessionRecord) -> dict[str, object]:
         "handshake": [f"{role}:{name}" for role, name in f.history],
         "complete": d.verdict.value != "incomplete" and not f.lost,
         "ended": f.ended,
-        "anomalies": list(r.anomalies),
+        "anomalies": [str(a) for a in r.anomalies],
     }
 
 

@@ -1,4 +1,4 @@
-"""Streamed outputs: JSON Lines and CSV, written session by session as the pipeline logs them.
+"""Streamed outputs: JSON Lines and CSV, written session by session as the engine logs them.
 
 Each session is written and flushed as soon as it is logged, so a consumer reading a pipe sees the
 first session long before a large capture is read to its end (the CSV header comes first, before
