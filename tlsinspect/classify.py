@@ -330,87 +330,12 @@ def _classify_tls12(f: SessionFacts, origin: Origin | None) -> Decision:
 
 def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
     """The verdict from the handshake messages themselves (plaintext or decrypted)."""
-    done = f.handshake_done
     if f.cert_request is not None:
-        cc = f.client_certs
-        no_cert_alert = next(
-            (a for a in f.alerts if a.sender == CLIENT and a.description == 41), None
-        )
-        if (cc is not None and len(cc) == 0) or no_cert_alert is not None:
-            how = "an empty Certificate" if cc is not None else "a no_certificate alert (SSL 3.0)"
-            if f.later_request:
-                how += f" ({f.later_request} client authentication, after the first handshake)"
-            alert = f.fatal_alert
-            if alert is not None:
-                tail = f"; the handshake then failed: {_alert_text(alert)}"
-            elif done:
-                tail = "; the server accepted it and the handshake completed"
-            else:
-                tail = f"; handshake not finished: {_lost(f) or _end_text(f)}"
-            return Decision(
-                Verdict.CERT_REQUESTED_NOT_SENT,
-                basis,
-                f"server requested a client certificate, client answered with {how}{tail}",
-            )
-        if cc:
-            alert = f.fatal_alert
-            if alert is not None:
-                refused = (
-                    "the server refused the client certificate: "
-                    if alert.sender == SERVER and alert.description in reg.CERTIFICATE_ALERTS
-                    else ""
-                )
-                return Decision(
-                    Verdict.FAILED,
-                    basis,
-                    f"{refused}client sent a {len(cc)}-certificate chain; "
-                    + _alert_reason(f, alert),
-                )
-            if (
-                done
-                and f.server_first_after == "alert"
-                and f.end_kind is not None
-                and f.end_kind.closed
-            ):
-                return Decision(
-                    Verdict.FAILED,
-                    basis,
-                    f"server requested a client certificate; client sent a {len(cc)}-certificate "
-                    "chain and CertificateVerify and the handshake completed, but the server's "
-                    "first record after it was an encrypted alert, then the connection ended: "
-                    "the server refused the client after the handshake (a key log names the "
-                    "alert)",
-                )
-            if done:
-                if f.client_cert_verify is None:
-                    return Decision(
-                        Verdict.MUTUAL,
-                        basis,
-                        f"client sent a {len(cc)}-certificate chain without CertificateVerify "
-                        "(fixed key exchange); handshake completed",
-                    )
-                when = (
-                    f" ({f.later_request} client authentication, after the first handshake)"
-                    if f.later_request
-                    else "; handshake completed"
-                )
-                return Decision(
-                    Verdict.MUTUAL,
-                    basis,
-                    f"server requested a client certificate; client sent a {len(cc)}-certificate "
-                    f"chain and CertificateVerify{when}",
-                )
-            return _abort(f, "after the client's certificate") or _incomplete(
-                f, "client sent its certificate but the handshake is not finished"
-            )
-        return _abort(f, "after the server's CertificateRequest") or _incomplete(
-            f, "server requested a client certificate; the client's answer is not in the capture"
-        )
-
+        return _requested(f, basis)
     alert = f.fatal_alert
     if alert is not None:
         return Decision(Verdict.FAILED, basis, _alert_reason(f, alert))
-    if done:
+    if f.handshake_done:
         later = (
             "; a renegotiation followed, encrypted: with the key log tlsinspect can tell whether "
             "it asked for a client certificate"
@@ -425,4 +350,86 @@ def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
         )
     return _abort(f, "before the handshake finished") or _incomplete(
         f, "handshake not finished, no CertificateRequest so far"
+    )
+
+
+def _requested(f: SessionFacts, basis: Basis) -> Decision:
+    """The server sent a CertificateRequest: what the client answered, and how it ended."""
+    cc = f.client_certs
+    no_cert_alert = next((a for a in f.alerts if a.sender == CLIENT and a.description == 41), None)
+    if (cc is not None and len(cc) == 0) or no_cert_alert is not None:
+        return _not_sent(f, basis, "an empty Certificate" if cc is not None else None)
+    if cc:
+        return _sent(f, basis, len(cc))
+    return _abort(f, "after the server's CertificateRequest") or _incomplete(
+        f, "server requested a client certificate; the client's answer is not in the capture"
+    )
+
+
+def _not_sent(f: SessionFacts, basis: Basis, how: str | None) -> Decision:
+    """Asked for a certificate, the client answered with none (an empty Certificate, or SSL
+    3.0's no_certificate alert when `how` is None)."""
+    how = how or "a no_certificate alert (SSL 3.0)"
+    if f.later_request:
+        how += f" ({f.later_request} client authentication, after the first handshake)"
+    alert = f.fatal_alert
+    if alert is not None:
+        tail = f"; the handshake then failed: {_alert_text(alert)}"
+    elif f.handshake_done:
+        tail = "; the server accepted it and the handshake completed"
+    else:
+        tail = f"; handshake not finished: {_lost(f) or _end_text(f)}"
+    return Decision(
+        Verdict.CERT_REQUESTED_NOT_SENT,
+        basis,
+        f"server requested a client certificate, client answered with {how}{tail}",
+    )
+
+
+def _sent(f: SessionFacts, basis: Basis, n: int) -> Decision:
+    """Asked for a certificate, the client sent a chain of `n`: accepted, refused or unknown."""
+    done = f.handshake_done
+    alert = f.fatal_alert
+    if alert is not None:
+        refused = (
+            "the server refused the client certificate: "
+            if alert.sender == SERVER and alert.description in reg.CERTIFICATE_ALERTS
+            else ""
+        )
+        return Decision(
+            Verdict.FAILED,
+            basis,
+            f"{refused}client sent a {n}-certificate chain; " + _alert_reason(f, alert),
+        )
+    if done and f.server_first_after == "alert" and f.end_kind is not None and f.end_kind.closed:
+        return Decision(
+            Verdict.FAILED,
+            basis,
+            f"server requested a client certificate; client sent a {n}-certificate "
+            "chain and CertificateVerify and the handshake completed, but the server's "
+            "first record after it was an encrypted alert, then the connection ended: "
+            "the server refused the client after the handshake (a key log names the "
+            "alert)",
+        )
+    if not done:
+        return _abort(f, "after the client's certificate") or _incomplete(
+            f, "client sent its certificate but the handshake is not finished"
+        )
+    if f.client_cert_verify is None:
+        return Decision(
+            Verdict.MUTUAL,
+            basis,
+            f"client sent a {n}-certificate chain without CertificateVerify "
+            "(fixed key exchange); handshake completed",
+        )
+    when = (
+        f" ({f.later_request} client authentication, after the first handshake)"
+        if f.later_request
+        else "; handshake completed"
+    )
+    return Decision(
+        Verdict.MUTUAL,
+        basis,
+        f"server requested a client certificate; client sent a {n}-certificate "
+        f"chain and CertificateVerify{when}",
     )

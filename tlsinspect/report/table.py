@@ -130,79 +130,90 @@ def _endpoint(ip: object, port: object) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
+_HEADERS = (
+    "#",
+    "start (UTC)",
+    "client -> server",
+    "SNI",
+    "version\ncipher",
+    "verdict",
+    "client certificate",
+    "server certificate",
+)
+
+# each distinct chain once, with its checks, and who sent it: the same certificates checked
+# against another SNI, CA list or time may fare differently, and are then shown apart
+Chains = dict[str, tuple[list[dict[str, object]], list[dict[str, str]], list[str]]]
+
+
+def _row(s: dict[str, object], one_day: bool) -> list[object]:
+    """A session's row of the table."""
+    verdict = str(s["verdict"])
+    if s.get("basis") not in (None, "observed"):
+        verdict += f" ({s['basis']})"
+    start = str(s["start_time"]).rstrip("Z")[:23]
+    start = start[11:] if one_day else start.replace("T", " ")
+    proto = f" ({s['starttls']})" if s.get("starttls") else ""
+    return [
+        s["index"],
+        start,
+        f"{_endpoint(s['client_ip'], s['client_port'])}\n-> {_endpoint(s['server_ip'], s['server_port'])}{proto}",
+        s.get("sni") or "-",
+        f"{s.get('tls_version') or '-'}\n{_short_cipher(s.get('cipher_suite'))}",
+        verdict,
+        _cert_cell(s["client_chain"]),  # type: ignore[arg-type]
+        _cert_cell(s["server_chain"]),  # type: ignore[arg-type]
+    ]
+
+
+def _why(s: dict[str, object]) -> list[str]:
+    """A session's lines under "Why:": the reason, the CAs asked for, the diagnosis."""
+    lines = [f"  #{s['index']} {s['verdict']}: {s['reason']}"]
+    if s.get("cert_requested"):
+        cas = (
+            "in the encrypted CertificateRequest (a key log shows them)"
+            if s.get("basis") == "inferred"
+            else _ca_list(s)
+        )
+        lines.append(f"      client CAs the server accepts: {cas}")
+    if s.get("diagnosis"):
+        lines.append(f"      diagnosis: {s['diagnosis']}")
+    return lines
+
+
+def _add_chains(chains: Chains, s: dict[str, object]) -> None:
+    summaries = s.get("chain_checks")
+    for role in ("client", "server"):
+        ch: list[dict[str, object]] = s[f"{role}_chain"]  # type: ignore[assignment]
+        if ch:
+            summary = summaries.get(role) if isinstance(summaries, dict) else None
+            whole: list[dict[str, str]] = summary.get("checks", []) if summary else []
+            key = json.dumps([ch, whole], sort_keys=True, default=str)
+            chains.setdefault(key, (ch, whole, []))[2].append(f"{role} of #{s['index']}")
+
+
 def render(
     sessions: Iterable[dict[str, object]], header: str, problems: list[str] | None = None
 ) -> str:
-    rows = []
-    reasons = []
-    # each distinct chain once, with its checks: the same certificates checked against another
-    # SNI, CA list or time may fare differently, and are then shown apart
-    chains: dict[str, tuple[list[dict[str, object]], list[dict[str, str]], list[str]]] = {}
-    totals: Counter[str] = Counter()
     sessions = list(sessions)
     days = {str(s["start_time"])[:10] for s in sessions}
     one_day = len(days) == 1
+    rows = [_row(s, one_day) for s in sessions]
+    reasons = [line for s in sessions for line in _why(s)]
+    chains: Chains = {}
     for s in sessions:
-        idx = s["index"]
-        verdict = str(s["verdict"])
-        if s.get("basis") not in (None, "observed"):
-            verdict += f" ({s['basis']})"
-        totals[str(s["verdict"])] += 1
-        start = str(s["start_time"]).rstrip("Z")[:23]
-        start = start[11:] if one_day else start.replace("T", " ")
-        proto = f" ({s['starttls']})" if s.get("starttls") else ""
-        rows.append(
-            [
-                idx,
-                start,
-                f"{_endpoint(s['client_ip'], s['client_port'])}\n-> {_endpoint(s['server_ip'], s['server_port'])}{proto}",
-                s.get("sni") or "-",
-                f"{s.get('tls_version') or '-'}\n{_short_cipher(s.get('cipher_suite'))}",
-                verdict,
-                _cert_cell(s["client_chain"]),  # type: ignore[arg-type]
-                _cert_cell(s["server_chain"]),  # type: ignore[arg-type]
-            ]
-        )
-        reasons.append(f"  #{idx} {s['verdict']}: {s['reason']}")
-        if s.get("cert_requested"):
-            cas = (
-                "in the encrypted CertificateRequest (a key log shows them)"
-                if s.get("basis") == "inferred"
-                else _ca_list(s)
-            )
-            reasons.append(f"      client CAs the server accepts: {cas}")
-        if s.get("diagnosis"):
-            reasons.append(f"      diagnosis: {s['diagnosis']}")
-        summaries = s.get("chain_checks")
-        for role in ("client", "server"):
-            ch: list[dict[str, object]] = s[f"{role}_chain"]  # type: ignore[assignment]
-            if ch:
-                summary = summaries.get(role) if isinstance(summaries, dict) else None
-                whole: list[dict[str, str]] = summary.get("checks", []) if summary else []
-                key = json.dumps([ch, whole], sort_keys=True, default=str)
-                chains.setdefault(key, (ch, whole, []))[2].append(f"{role} of #{idx}")
+        _add_chains(chains, s)
+    totals = Counter(str(s["verdict"]) for s in sessions)
     out = [header, ""]
     if problems:
         out += ["Capture problems:"] + [f"  - {p}" for p in problems] + [""]
     if not sessions:
         out.append("No TLS sessions found.")
         return "\n".join(out) + "\n"
-    out.append(
-        tabulate(
-            rows,
-            headers=[
-                "#",
-                f"start (UTC, {days.pop()})" if one_day else "start (UTC)",
-                "client -> server",
-                "SNI",
-                "version\ncipher",
-                "verdict",
-                "client certificate",
-                "server certificate",
-            ],
-            tablefmt="simple_grid",
-        )
-    )
+    headers = list(_HEADERS)
+    if one_day:
+        headers[1] = f"start (UTC, {days.pop()})"
+    out.append(tabulate(rows, headers=headers, tablefmt="simple_grid"))
     out += ["", "Why:"] + reasons
     if chains:
         out += ["", "Certificate chains (leaf first):"]
