@@ -102,7 +102,7 @@ def read_ca_bundle(path: str | PathLike[str] | None) -> Anchors | None:
 
     Raises:
         OSError: the file cannot be read.
-        ValueError: it holds no PEM certificate.
+        CertificateError: it holds no PEM certificate (a ValueError too).
     """
     if path is None:
         return None

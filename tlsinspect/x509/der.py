@@ -1,13 +1,16 @@
 """Raw DER reading (X.690): the elements of a DER buffer, OIDs, times, and the fields of a
 TBSCertificate read by hand (RFC 5280 4.1), for certificates `cryptography` refuses.
 
-Pure and without `cryptography`. Malformed DER raises ValueError; `read_tbs` never raises.
+Pure and without `cryptography`. Malformed DER raises CertificateError (a ValueError); `read_tbs`
+never raises.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime, timezone
+
+from ..errors import CertificateError
 
 
 def _elements(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int]]:
@@ -16,7 +19,7 @@ def _elements(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int
     pos = start
     while pos < end:
         if pos + 2 > end:
-            raise ValueError("DER element header cut short")
+            raise CertificateError("DER element header cut short")
         head = pos
         tag = der[pos]
         n = der[pos + 1]
@@ -24,11 +27,11 @@ def _elements(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int
         if n & 0x80:
             k = n & 0x7F
             if k == 0 or k > 4:
-                raise ValueError("bad DER length")
+                raise CertificateError("bad DER length")
             n = int.from_bytes(der[pos : pos + k], "big")
             pos += k
         if pos + n > end:
-            raise ValueError("DER element runs past its parent")
+            raise CertificateError("DER element runs past its parent")
         out.append((tag, head, pos, pos + n))
         pos += n
     return out
@@ -74,7 +77,7 @@ def _der_time(tag: int, body: bytes) -> datetime:
         year = int(text[:2])
         text = f"{2000 + year if year < 50 else 1900 + year}{text[2:]}"
     elif tag != 0x18:
-        raise ValueError(f"time has tag 0x{tag:02x}")
+        raise CertificateError(f"time has tag 0x{tag:02x}")
     return datetime.strptime(text.rstrip("Z"), "%Y%m%d%H%M%S").replace(tzinfo=timezone.utc)
 
 
@@ -86,12 +89,12 @@ def read_tbs(der: bytes) -> RawTbs:
     try:
         (tag, _h, s, e), *_ = _elements(der, 0, len(der))
         if tag != 0x30:
-            raise ValueError("not a SEQUENCE")
+            raise CertificateError("not a SEQUENCE")
         step = "TBSCertificate"
         (tag, _h, s, e), *_ = _elements(der, s, e)
         items = _elements(der, s, e)
         if tag != 0x30 or not items:
-            raise ValueError("not a SEQUENCE")
+            raise CertificateError("not a SEQUENCE")
         i = 0
         got["version"] = 1
         if items[0][0] == 0xA0:  # [0] EXPLICIT Version, v1 when absent
@@ -102,7 +105,7 @@ def read_tbs(der: bytes) -> RawTbs:
         step = "serialNumber"
         tag, _h2, vs, ve = items[i]
         if tag != 0x02:
-            raise ValueError(f"tag 0x{tag:02x}, not INTEGER")
+            raise CertificateError(f"tag 0x{tag:02x}, not INTEGER")
         got["serial"] = format(int.from_bytes(der[vs:ve], "big", signed=True), "x")
         step = "signature"
         _t, _h2, vs, ve = items[i + 1]
@@ -124,7 +127,7 @@ def read_tbs(der: bytes) -> RawTbs:
         (_t, _h3, as_, ae), *_ = _elements(der, vs, ve)
         (_t, _h4, os_, oe), *_ = _elements(der, as_, ae)
         got["key_oid"] = _oid(der[os_:oe])
-    except (ValueError, IndexError, UnicodeDecodeError) as exc:
+    except (ValueError, IndexError, UnicodeDecodeError) as exc:  # CertificateError is a ValueError
         return RawTbs(**got, error=f"{step}: {exc or type(exc).__name__}")  # type: ignore[arg-type]
     return RawTbs(**got)  # type: ignore[arg-type]
 

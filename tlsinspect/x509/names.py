@@ -10,6 +10,7 @@ from functools import lru_cache
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
+from ..errors import CertificateError
 from .der import _STRING_TAGS, _der_items, _oid
 
 # OpenSSL's short names (what `openssl x509 -subject` and tshark print); others stay dotted.
@@ -63,10 +64,11 @@ def _cn(name: x509.Name) -> str | None:
 
 def _name_parts(der: bytes) -> list[tuple[str, str]]:
     """(dotted OID, value text) of each attribute of a DER Name, in wire order; raises
-    ValueError or IndexError on bad DER."""
+    ValueError (CertificateError, or an element list too short to unpack) or IndexError on bad
+    DER."""
     (tag, s, e), *_ = _der_items(der, 0, len(der))
     if tag != 0x30:
-        raise ValueError("not a SEQUENCE")
+        raise CertificateError("not a SEQUENCE")
     parts = []
     for _set, ss, se in _der_items(der, s, e):
         for _, as_, ae in _der_items(der, ss, se):

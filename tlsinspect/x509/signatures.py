@@ -12,6 +12,7 @@ from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
+from ..errors import CertificateError
 from .facts import CertInfo, _load, cert_info
 from .names import same_name
 
@@ -33,7 +34,9 @@ def _verify_signature(cert: x509.Certificate, issuer: x509.Certificate) -> None:
     elif isinstance(key, ed25519.Ed25519PublicKey | ed448.Ed448PublicKey):
         key.verify(sig, tbs)
     else:
-        raise ValueError(f"cannot verify a {cert.signature_algorithm_oid.dotted_string} signature")
+        raise CertificateError(
+            f"cannot verify a {cert.signature_algorithm_oid.dotted_string} signature"
+        )
 
 
 @lru_cache(maxsize=8192)

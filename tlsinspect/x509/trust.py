@@ -13,6 +13,7 @@ from datetime import datetime
 from cryptography import x509
 from cryptography.hazmat.primitives.serialization import Encoding
 
+from ..errors import CertificateError
 from .checks import FAIL, PASS, WARN, Check, _ca_problem, _name_check, _purpose, _validity
 from .facts import CertInfo, _load, cert_info
 from .identity import _ip
@@ -29,8 +30,12 @@ class Anchors:
 
     @classmethod
     def from_pem(cls, pem: bytes) -> Anchors:
-        """Raises ValueError when the bytes hold no PEM certificate."""
-        certs = x509.load_pem_x509_certificates(pem)
+        """Raises CertificateError (a ValueError) when the bytes hold no PEM certificate; its
+        message is cryptography's."""
+        try:
+            certs = x509.load_pem_x509_certificates(pem)
+        except ValueError as exc:
+            raise CertificateError(str(exc)) from exc
         return cls(tuple(c.public_bytes(Encoding.DER) for c in certs))
 
 
