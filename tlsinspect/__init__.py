@@ -9,23 +9,61 @@ from collections.abc import Callable, Iterator
 from os import PathLike
 from typing import TYPE_CHECKING
 
+from .errors import (
+    CaptureError,
+    CertificateError,
+    DecodeError,
+    LiveCaptureError,
+    NotACapture,
+    PolicyError,
+    TlsInspectError,
+    TsharkError,
+    TsharkMissing,
+    UnsupportedCapture,
+    UnsupportedCipher,
+)
+
 if TYPE_CHECKING:
     from .capture import CaptureSource
+    from .model import Basis, Verdict
     from .pipeline import SessionRecord
     from .report.frame import Session, read_capture, read_certificates, read_sessions
     from .x509 import Anchors
 
 __all__ = [
+    # capture in, sessions out
     "analyze",
     "sessions",
+    "read_ca_bundle",
+    "read_keylogs",
+    "SessionRecord",
+    "Verdict",
+    "Basis",
+    # the notebook API (pandas)
     "read_capture",
     "read_certificates",
     "read_sessions",
     "Session",
+    # the exceptions (tlsinspect.errors draws their tree)
+    "TlsInspectError",
+    "CaptureError",
+    "NotACapture",
+    "UnsupportedCapture",
+    "LiveCaptureError",
+    "TsharkError",
+    "TsharkMissing",
+    "DecodeError",
+    "UnsupportedCipher",
+    "CertificateError",
+    "PolicyError",
 ]
 
-# The notebook API (pandas, imported on first use): name -> module that defines it.
+# Names whose module is imported on first use (the whole pipeline for SessionRecord, pandas for
+# the notebook API): name -> module that defines it.
 _LAZY = {
+    "SessionRecord": "tlsinspect.pipeline",
+    "Verdict": "tlsinspect.model",
+    "Basis": "tlsinspect.model",
     "read_capture": "tlsinspect.report.frame",
     "read_certificates": "tlsinspect.report.frame",
     "read_sessions": "tlsinspect.report.frame",
@@ -41,7 +79,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'tlsinspect' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it from here
 
 
 def analyze(
