@@ -9,24 +9,62 @@ from collections.abc import Callable, Iterator
 from os import PathLike
 from typing import TYPE_CHECKING
 
+from .errors import (
+    CaptureError,
+    CertificateError,
+    DecodeError,
+    LiveCaptureError,
+    NotACapture,
+    PolicyError,
+    TlsInspectError,
+    TsharkError,
+    TsharkMissing,
+    UnsupportedCapture,
+    UnsupportedCipher,
+)
+
 if TYPE_CHECKING:
     from .capture import CaptureSource
+    from .model import Basis, Verdict
     from .notebook import read_capture, read_certificates, read_sessions
     from .record import SessionRecord
     from .report.frame import Session
     from .x509 import Anchors
 
 __all__ = [
+    # capture in, sessions out
     "analyze",
     "sessions",
+    "read_ca_bundle",
+    "read_keylogs",
+    "SessionRecord",
+    "Verdict",
+    "Basis",
+    # the notebook API (pandas)
     "read_capture",
     "read_certificates",
     "read_sessions",
     "Session",
+    # the exceptions (tlsinspect.errors draws their tree)
+    "TlsInspectError",
+    "CaptureError",
+    "NotACapture",
+    "UnsupportedCapture",
+    "LiveCaptureError",
+    "TsharkError",
+    "TsharkMissing",
+    "DecodeError",
+    "UnsupportedCipher",
+    "CertificateError",
+    "PolicyError",
 ]
 
-# The notebook API (pandas, imported on first use): name -> module that defines it.
+# Names whose module is imported on first use (the session layers for SessionRecord, pandas for
+# the notebook API): name -> module that defines it.
 _LAZY = {
+    "SessionRecord": "tlsinspect.record",
+    "Verdict": "tlsinspect.model",
+    "Basis": "tlsinspect.model",
     "read_capture": "tlsinspect.notebook",
     "read_certificates": "tlsinspect.notebook",
     "read_sessions": "tlsinspect.notebook",
@@ -42,7 +80,7 @@ def __getattr__(name: str) -> object:
     raise AttributeError(f"module 'tlsinspect' has no attribute {name!r}")
 
 
-__version__ = "0.1.0"
+__version__ = "0.1.0"  # the one place it is written: pyproject.toml reads it from here
 
 
 def analyze(
@@ -105,7 +143,7 @@ def read_ca_bundle(path: str | PathLike[str] | None) -> Anchors | None:
 
     Raises:
         OSError: the file cannot be read.
-        ValueError: it holds no PEM certificate.
+        CertificateError: it holds no PEM certificate (a ValueError too).
     """
     if path is None:
         return None

@@ -39,7 +39,7 @@ from datetime import datetime, timedelta, timezone
 from fnmatch import fnmatchcase
 from xml.etree import ElementTree as ET
 
-from .errors import TlsInspectError
+from .errors import PolicyError
 from .model import Verdict
 from .tls.registry import VERSIONS
 
@@ -84,10 +84,6 @@ REQUIRE_KEYS = {
     "cert_expiry_days": "days a certificate must stay valid after the capture time",
     "client_identity": "allowed client CNs and SAN names (URI, DNS, email), as globs",
 }
-
-
-class PolicyError(TlsInspectError):
-    """The policy cannot be used: TOML syntax, an unknown key or a wrong value."""
 
 
 @dataclass(frozen=True)

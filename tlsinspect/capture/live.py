@@ -26,6 +26,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from ..errors import LiveCaptureError
+
 __all__ = ["CaptureStats", "LiveCaptureError", "LiveSource", "SNAPLEN"]
 
 SNAPLEN = 262144  # bytes asked of each recv(): more than any GSO/GRO super-packet
@@ -46,10 +48,6 @@ _LINKTYPES = {
     778: 101,  # ARPHRD_IPGRE
     823: 101,  # ARPHRD_TUNNEL6 (IPv6 in IPv6)
 }
-
-
-class LiveCaptureError(Exception):
-    """The capture cannot start: the message is one sentence for the user."""
 
 
 @dataclass(slots=True)

@@ -7,7 +7,7 @@ packet into a `TsharkPacket`: addresses, ports, flags, and the TLS records tshar
 it, each handshake message as a flat map of tshark field names to their values in order.
 
 What this module must not do: decide anything about TLS. It does not build messages, sessions or
-verdicts (that is `tlsinspect.commands.tshark_engine`, above the layers that own those); it only
+verdicts (that is `tlsinspect.engines.tshark`, above the layers that own those); it only
 reads tshark's output into plain values, so the two engines share every decision.
 """
 
@@ -25,7 +25,8 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from .live import CaptureStats, LiveCaptureError
+from ..errors import INSTALL_HINT, LiveCaptureError, TsharkError, TsharkMissing
+from .live import CaptureStats
 
 __all__ = [
     "INSTALL_HINT",
@@ -40,11 +41,6 @@ __all__ = [
     "tls_server_ports",
 ]
 
-INSTALL_HINT = (
-    "tshark is not installed (or not on PATH): install it with `apt-get install tshark` "
-    "(Debian, Ubuntu), `dnf install wireshark-cli` (Fedora) or `brew install wireshark` (macOS)"
-)
-
 #: Preferences every run uses: reassemble out-of-order segments, as tlsinspect does.
 PREFS = {"tcp.reassemble_out_of_order": "TRUE"}
 
@@ -56,17 +52,6 @@ _SKIP_KEYS = frozenset({"tls.handshake.certificate_tree"})
 Fields = dict[str, list[str]]
 
 PREAMBLE_BYTES = 256  # bytes kept of a payload before TLS (as tls.records keeps of a preamble)
-
-
-class TsharkError(Exception):
-    """tshark could not be run, or failed on the capture."""
-
-
-class TsharkMissing(TsharkError):
-    """No tshark executable was found."""
-
-    def __init__(self) -> None:
-        super().__init__(INSTALL_HINT)
 
 
 @dataclass(frozen=True, slots=True)

@@ -357,11 +357,11 @@ def main(argv: Sequence[str]) -> int:
         for path in args.captures:
             try:
                 c = compare_capture(path, args.keylog)
-            except TlsInspectError as exc:
-                return _fail(str(exc))
-            except (OSError, TsharkError) as exc:
+            except (OSError, TsharkError) as exc:  # first: a TsharkError is a TlsInspectError
                 why = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
                 return _fail(f"{path}: {why}")
+            except TlsInspectError as exc:
+                return _fail(str(exc))
             results.append(c)
             if args.format == "text":
                 sys.stdout.write(text_report(c))

@@ -24,7 +24,7 @@ from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from cryptography.hazmat.primitives.ciphers.aead import AESCCM, AESGCM, ChaCha20Poly1305
 from cryptography.hazmat.primitives.kdf.hkdf import HKDFExpand
 
-from ..errors import DecodeError
+from ..errors import DecodeError, UnsupportedCipher
 from . import registry as reg
 from ._iana import CIPHER_SUITES
 
@@ -42,10 +42,6 @@ _MASTER_SECRET_LEN = 48  # RFC 5246 section 8.1
 _RANDOM_LEN = 32
 # RFC 8446 section 5.2: TLSCiphertext.length must not exceed 2^14 + 256.
 _TLS13_MAX_CIPHERTEXT = 2**14 + 256
-
-
-class UnsupportedCipher(DecodeError):
-    """The session's cipher suite or version is one this module cannot decrypt."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -71,7 +71,12 @@ class RecordLayer:
         self.accept_alert = False  # the peer has started TLS: an alert may answer it
         self.midstream = midstream  # the capture has no start of this stream
         self.joined_midstream = False  # TLS was found by its protected records, not a hello
-        self.error: str | None = None  # why the stream stopped being TLS records, if it did
+        # Why the stream stopped being TLS records, if it did. A text, not a DecodeError: the
+        # call that meets the bad header also returns the records before it, which the owner
+        # (TlsConnection.receive) must handle before it reports the loss (StreamLost, with this
+        # text). Raising would lose them, or make the exception carry them back, for the same
+        # output.
+        self.error: str | None = None
 
     def feed(self, data: bytes) -> list[tuple[int, int, bytes]]:
         if self.state == DONE:
