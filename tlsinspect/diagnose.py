@@ -153,7 +153,7 @@ def _client_cause(f: SessionFacts, alert: str | None, client: ChainReport | None
             )
         path = client.find("path") if client else None
         certs = f.client_certs or ()
-        if path is not None and "is not in the chain" in path.detail and len(certs) == 1:
+        if path is not None and path.finding == "issuer_missing" and len(certs) == 1:
             leaf = cert_info(certs[0])
             if leaf.issuer_der and not leaf.self_signed:
                 parts.append(

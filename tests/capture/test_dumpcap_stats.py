@@ -7,7 +7,7 @@ e2e live tests read real ones with no drop; these check drops land in the right 
 from __future__ import annotations
 
 from tlsinspect.capture.live import CaptureStats
-from tlsinspect.capture.tshark import parse_dumpcap_statistics
+from tlsinspect.capture.tshark_live import parse_dumpcap_statistics
 
 
 def test_drops_split_between_the_kernel_and_dumpcap():

@@ -3,7 +3,7 @@
     tlsinspect live -i IFACE [--filter BPF] [--duration S] [--count N] [--write FILE.pcapng]
                     [--format table|jsonl] [--keylog FILE] [--engine builtin|tshark]
 
-`--engine tshark` (`_capture_tshark`): `capture.tshark.TsharkLive` runs dumpcap and tshark, and
+`--engine tshark` (`_capture_tshark`): `capture.tshark_live.TsharkLive` runs dumpcap and tshark, and
 the tshark engine's `TsharkAnalyzer` decides; output, statistics and stopping are shared with
 the built-in engine, described below.
 
@@ -46,7 +46,8 @@ from typing import Any, TextIO
 
 from ..capture.live import CaptureStats, LiveCaptureError, LiveSource
 from ..capture.pcapng_writer import PcapngWriter
-from ..capture.tshark import TsharkError, TsharkLive
+from ..capture.tshark import TsharkError
+from ..capture.tshark_live import TsharkLive
 from ..engines.builtin import Analyzer
 from ..engines.tshark import TsharkAnalyzer
 from ..record import SessionRecord
@@ -301,56 +302,47 @@ class _Feed:
         keys: GrowingKeyLog | None,
     ) -> None:
         self.packets = 0
-        self._args = (source, stop, deadline, count, writer, keys)
+        self.source, self.stop, self.deadline = source, stop, deadline
+        self.count, self.writer, self.keys = count, writer, keys
 
     def __iter__(self) -> Iterator[tuple[int, int, bytes, int, int]]:
-        for record in _packets(*self._args):
-            self.packets += 1
-            yield record
-
-
-def _packets(
-    source: LiveSource,
-    stop: _Stop,
-    deadline: float | None,
-    count: int | None,
-    writer: PcapngWriter | None,
-    keys: GrowingKeyLog | None,
-) -> Iterator[tuple[int, int, bytes, int, int]]:
-    linktype = source.linktype
-    n = 0
-    next_flush = time.monotonic() + FLUSH_EVERY
-    waiting = True
-    while True:
-        if waiting:
-            if stop.event.is_set():
-                waiting = False
-                source.stop()
-                continue
-            if deadline is not None and time.monotonic() >= deadline:
-                stop.set("duration")
-                continue
-            item = source.get(POLL)
-        else:
-            item = next(source.drain(), None)
+        source, stop, deadline = self.source, self.stop, self.deadline
+        count, writer, keys = self.count, self.writer, self.keys
+        linktype = source.linktype
+        n = 0
+        next_flush = time.monotonic() + FLUSH_EVERY
+        waiting = True
+        while True:
+            if waiting:
+                if stop.event.is_set():
+                    waiting = False
+                    source.stop()
+                    continue
+                if deadline is not None and time.monotonic() >= deadline:
+                    stop.set("duration")
+                    continue
+                item = source.get(POLL)
+            else:
+                item = next(source.drain(), None)
+                if item is None:
+                    return
+            if writer is not None and time.monotonic() >= next_flush:
+                writer.flush()
+                next_flush = time.monotonic() + FLUSH_EVERY
             if item is None:
+                continue
+            ts, data = item
+            n += 1
+            if writer is not None:
+                writer.write_packet(ts, data)
+            if keys is not None:
+                keys.packet_ts = ts
+            self.packets += 1
+            yield ts, linktype, data, len(data), 0
+            if count is not None and n >= count:
+                stop.set("count")
+                source.stop()
                 return
-        if writer is not None and time.monotonic() >= next_flush:
-            writer.flush()
-            next_flush = time.monotonic() + FLUSH_EVERY
-        if item is None:
-            continue
-        ts, data = item
-        n += 1
-        if writer is not None:
-            writer.write_packet(ts, data)
-        if keys is not None:
-            keys.packet_ts = ts
-        yield ts, linktype, data, len(data), 0
-        if count is not None and n >= count:
-            stop.set("count")
-            source.stop()
-            return
 
 
 def main(argv: Sequence[str]) -> int:

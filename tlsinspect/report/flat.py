@@ -16,9 +16,6 @@ import csv
 import io
 import json
 from collections.abc import Iterable, Mapping
-from functools import lru_cache
-
-from cryptography import x509
 
 from ..record import SessionRecord
 from .schema import FIELDS, session_dict
@@ -169,41 +166,13 @@ def markdown_table() -> str:
 
 # -- building rows ---------------------------------------------------------------------------
 
-_SAN_PREFIX: tuple[tuple[type, str], ...] = (
-    (x509.DNSName, "DNS"),
-    (x509.IPAddress, "IP"),
-    (x509.UniformResourceIdentifier, "URI"),
-    (x509.RFC822Name, "email"),
-)
 
-
-@lru_cache(maxsize=4096)
-def subject_alt_names(der: bytes) -> tuple[str, ...]:
-    """The subject alternative names of a DER certificate as `DNS:x`, `IP:x`, `URI:x`, `email:x`.
-
-    Empty when the certificate has none or cannot be read.
-    """
-    try:
-        cert = x509.load_der_x509_certificate(der)
-        ext = cert.extensions.get_extension_for_class(x509.SubjectAlternativeName)
-    except Exception:  # noqa: BLE001 - an unreadable certificate has no names to show
-        return ()
-    out = []
-    for gn in ext.value:
-        for cls, prefix in _SAN_PREFIX:
-            if isinstance(gn, cls):
-                out.append(f"{prefix}:{getattr(gn, 'value', '')}")
-    return tuple(out)
-
-
-def _leaf(role: str, chain: object, ders: tuple[bytes, ...] | None, checks: object) -> Row:
+def _leaf(role: str, chain: object, checks: object) -> Row:
     items = chain if isinstance(chain, list) else []
     leaf: Mapping[str, object] = items[0] if items else {}
     row: Row = {f"{role}_{name}": leaf.get(name) for name, _, _ in _LEAF[:8]}
-    san = leaf.get("san")  # the JSON chain item's, when it has them
-    if not isinstance(san, list):
-        san = list(subject_alt_names(ders[0])) if ders else []
-    row[f"{role}_san"] = list(san)
+    san = leaf.get("san")  # every chain item has them (x509.CertInfo.san)
+    row[f"{role}_san"] = list(san) if isinstance(san, list) else []
     row[f"{role}_chain_length"] = len(items)
     report = checks.get(role) if isinstance(checks, Mapping) else None
     if isinstance(report, Mapping):
@@ -235,14 +204,12 @@ def _fatal(d: Mapping[str, object]) -> Mapping[str, object] | None:
     return None
 
 
-def extend(d: Mapping[str, object], record: SessionRecord | None = None) -> Row:
-    """A session dict with the extra columns added; `record` supplies the DER for the names."""
-    facts = record.facts if record is not None else None
+def extend(d: Mapping[str, object]) -> Row:
+    """A session dict with the extra columns added: a projection of what it holds."""
     row: Row = dict(d)
     checks = d.get("chain_checks")
     for role in ("client", "server"):
-        ders = getattr(facts, f"{role}_certs") if facts else None
-        row.update(_leaf(role, d.get(f"{role}_chain"), ders, checks))
+        row.update(_leaf(role, d.get(f"{role}_chain"), checks))
     fatal = _fatal(d)
     row["fatal_alert"] = fatal.get("description") if fatal else None
     row["fatal_alert_sender"] = fatal.get("sender") if fatal else None
@@ -252,7 +219,7 @@ def extend(d: Mapping[str, object], record: SessionRecord | None = None) -> Row:
 
 def flat_row(record: SessionRecord) -> Row:
     """One session as a flat row: `session_dict()` then the EXTRA_COLUMNS."""
-    return extend(session_dict(record), record)
+    return extend(session_dict(record))
 
 
 # -- CSV -------------------------------------------------------------------------------------

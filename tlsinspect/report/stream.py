@@ -27,7 +27,7 @@ def write_streamed(fmt: str, records: Iterable[SessionRecord], out: TextIO) -> i
         out.write(csv_header())
         out.flush()
         for r in records:
-            out.write(csv_line(extend(session_dict(r), r)))
+            out.write(csv_line(extend(session_dict(r))))
             out.flush()
             n += 1
     else:

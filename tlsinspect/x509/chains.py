@@ -202,6 +202,7 @@ def _path(links: _Links, infos: Sequence[CertInfo], path: list[int]) -> Check:
     last = path[-1]
     top = infos[last]
     shown = " -> ".join(f"[{k}]" for k in path)
+    finding = ""
     if links.issuer[last] == last:
         end = f"ends at the self-signed root [{last}] {top.name}"
     elif links.bad[last] is not None:
@@ -209,13 +210,14 @@ def _path(links: _Links, infos: Sequence[CertInfo], path: list[int]) -> Check:
     elif top.issuer_der:
         issuer = short_name(top.issuer_der)
         end = f"ends at [{last}] {top.name}, whose issuer {issuer!r} is not in the chain"
+        finding = "issuer_missing"
     else:
         return Check("path", FAIL, f"broken after {shown}: [{last}] cannot be read")
     unused = [k for k in range(len(infos)) if k not in path]
     if unused:
         extra = ", ".join(f"[{k}] {infos[k].name}" for k in unused)
-        return Check("path", WARN, f"{shown} {end}; not part of the path: {extra}")
-    return Check("path", PASS, f"{shown} {end}")
+        return Check("path", WARN, f"{shown} {end}; not part of the path: {extra}", finding)
+    return Check("path", PASS, f"{shown} {end}", finding)
 
 
 def _ca_listed(infos: Sequence[CertInfo], ca_names: Sequence[bytes]) -> Check:

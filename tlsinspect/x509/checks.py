@@ -33,6 +33,9 @@ class Check:
     name: str
     result: str
     detail: str
+    # what a program may test without reading `detail`: "issuer_missing" for a path that ends
+    # at a certificate whose issuer is not in the chain; "" otherwise (not in the output)
+    finding: str = ""
 
     def to_dict(self) -> dict[str, str]:
         return {"check": self.name, "result": self.result, "detail": self.detail}
