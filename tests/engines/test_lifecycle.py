@@ -1,0 +1,65 @@
+"""The flow lifecycle both engines share: closes, sweeps, idle expiry (packet time)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from tlsinspect.engines.lifecycle import (
+    FIN,
+    IDLE_TIMEOUT_NS,
+    RST,
+    SWEEP_EVERY,
+    SWEEP_EVERY_NS,
+    SweepClock,
+    closing,
+    idle,
+)
+from tlsinspect.model import EndKind
+from tlsinspect.session import SessionFacts
+
+
+def _facts() -> SessionFacts:
+    f = SessionFacts(
+        start_ts=0, addrs=(b"\x7f\x00\x00\x01", b"\x7f\x00\x00\x01"), ports=(50000, 443)
+    )
+    f.client_side = 0
+    return f
+
+
+def test_a_fin_from_each_side_ends_the_connection_and_the_first_says_who_closed():
+    f, fin = _facts(), [False, False]
+    assert closing(f, fin, 1, FIN, 10) is None  # the server's FIN: one direction closed
+    assert (f.end_kind, f.closed_ts, f.closed_by) == (EndKind.FIN, 10, "server")
+    assert f.ended == "connection closed by the server"
+    assert closing(f, fin, 0, FIN, 20) == (EndKind.FIN, "connection closed by both sides", None)
+    assert (f.closed_ts, f.closed_by) == (10, "server")  # the first close is the one kept
+
+
+def test_a_reset_ends_it_at_once_and_names_its_sender():
+    f = _facts()
+    assert closing(f, [False, False], 0, RST, 5) == (
+        EndKind.RST,
+        "connection reset by the client",
+        "client",
+    )
+    assert f.end_kind is None  # the logbook records the reset when it logs the session
+
+
+def test_sweeps_come_every_so_many_packets_or_so_much_packet_time():
+    clock = SweepClock()
+    assert clock.due(1, 1_000)  # the first packet starts the clock
+    assert not clock.due(2, 1_000 + SWEEP_EVERY_NS - 1)
+    assert clock.due(3, 1_000 + SWEEP_EVERY_NS)
+    assert not clock.due(4, 1_000 + SWEEP_EVERY_NS + 1)
+    assert clock.due(3 + SWEEP_EVERY, 1_000 + SWEEP_EVERY_NS + 2)
+
+
+@dataclass
+class _Flow:
+    last_ts: int
+
+
+def test_idle_flows_are_those_silent_longer_than_the_timeout():
+    quiet, busy, edge = _Flow(0), _Flow(IDLE_TIMEOUT_NS), _Flow(1)
+    now = IDLE_TIMEOUT_NS + 1
+    assert idle([quiet, busy, edge], now) == [quiet]

@@ -1,0 +1,48 @@
+"""The registry of anomaly names: every anomaly has a registered name, a stable text and order."""
+
+from __future__ import annotations
+
+import pytest
+
+from tlsinspect.anomalies import NAMES, Anomaly, ordered
+
+
+def test_an_unregistered_name_is_refused():
+    with pytest.raises(ValueError, match="not a registered anomaly name"):
+        Anomaly("lost_stream", "client", "x")
+
+
+@pytest.mark.parametrize(
+    "anomaly, text",
+    [
+        (
+            Anomaly("stream_lost", "server", "12 bytes missing"),
+            "server's stream lost: 12 bytes missing",
+        ),
+        (
+            Anomaly("malformed_message", "client", "length 3 > 2", "client_hello"),
+            "client client_hello: length 3 > 2",
+        ),
+        (Anomaly("keys_missing", "client", "no secret"), "client: no secret"),
+    ],
+)
+def test_text_of_each_name(anomaly, text):
+    assert str(anomaly) == text
+
+
+def test_output_order_is_the_registry_order_then_the_order_found():
+    found = [
+        Anomaly("keys_missing", "client", "a"),
+        Anomaly("malformed_message", "server", "b", "certificate"),
+        Anomaly("stream_lost", "server", "c"),
+        Anomaly("malformed_message", "client", "d", "finished"),
+    ]
+    got = ordered(found)
+    assert [a.name for a in got] == [
+        "stream_lost",
+        "malformed_message",
+        "malformed_message",
+        "keys_missing",
+    ]
+    assert [a.detail for a in got if a.name == "malformed_message"] == ["b", "d"]
+    assert list(NAMES) == ["stream_lost", "malformed_message", "keys_missing"]
