@@ -17,7 +17,16 @@ from .infer import (
     View,
 )
 from .model import CLIENT, SERVER, Basis, Verdict
-from .session import AlertSeen, SessionFacts
+from .session import (
+    ALERT,
+    APPLICATION_DATA,
+    CHANGE_CIPHER_SPEC,
+    ENCRYPTED_DATA,
+    ENCRYPTED_HANDSHAKE,
+    HELLO_RETRY_REQUEST,
+    AlertSeen,
+    SessionFacts,
+)
 from .tls import registry as reg
 
 
@@ -50,11 +59,11 @@ def _alert_text(a: AlertSeen) -> str:
 
 
 _SHOWN = {
-    "encrypted_handshake": "Finished",  # the first encrypted handshake message after CCS
-    "encrypted_data": "encrypted records",
-    "application_data": "application data",
-    "change_cipher_spec": "ChangeCipherSpec",
-    "hello_retry_request": "HelloRetryRequest",
+    ENCRYPTED_HANDSHAKE: "Finished",  # the first encrypted handshake message after CCS
+    ENCRYPTED_DATA: "encrypted records",
+    APPLICATION_DATA: "application data",
+    CHANGE_CIPHER_SPEC: "ChangeCipherSpec",
+    HELLO_RETRY_REQUEST: "HelloRetryRequest",
 }
 
 
@@ -62,7 +71,7 @@ def shown(name: str) -> str:
     """A history name as people write it: client_hello -> ClientHello."""
     if name in _SHOWN:
         return _SHOWN[name]
-    if name.startswith("alert:"):
+    if name.startswith(ALERT):
         return f"{name[6:]} alert"
     return "".join(w.capitalize() for w in name.split("_"))
 

@@ -18,7 +18,7 @@ from datetime import datetime, timezone
 
 from .classify import Decision, shown
 from .model import CLIENT, SERVER, Basis, Verdict
-from .session import AlertSeen, SessionFacts
+from .session import CHANGE_CIPHER_SPEC, ENCRYPTED_HANDSHAKE, AlertSeen, SessionFacts
 from .tls import registry as reg
 from .x509 import FAIL, Anchors, ChainReport, cert_info, check_chain, short_name
 
@@ -45,8 +45,8 @@ _CLIENT_FLIGHT = {
     "certificate",
     "client_key_exchange",
     "certificate_verify",
-    "change_cipher_spec",
-    "encrypted_handshake",
+    CHANGE_CIPHER_SPEC,
+    ENCRYPTED_HANDSHAKE,
     "finished",
 }
 MAX_PROBLEMS = 3  # failed checks quoted in one line

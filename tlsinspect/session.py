@@ -31,6 +31,19 @@ MAX_ENCRYPTED = 64  # encrypted records after the ServerHello whose sizes are ke
 PHA_WATCH = 24
 
 
+# The names a `history` entry has besides the handshake messages' own (registry.name_of
+# ("handshake", type)): what an observer sees of records it cannot read, and the rest.
+ENCRYPTED_HANDSHAKE = "encrypted_handshake"  # a TLS 1.3 client's second flight, or a Finished
+# after ChangeCipherSpec (TLS <= 1.2), or the server's first encrypted TLS 1.3 record
+ENCRYPTED_DATA = "encrypted_data"  # encrypted records (TLS 1.3), the first few of them
+EARLY_DATA = "early_data"  # 0-RTT records a client sent before the ServerHello
+APPLICATION_DATA = "application_data"  # TLS <= 1.2 application data, the first two records
+CHANGE_CIPHER_SPEC = "change_cipher_spec"
+ENCRYPTED_ALERT = "encrypted_alert"  # an alert after ChangeCipherSpec (TLS <= 1.2)
+HELLO_RETRY_REQUEST = "hello_retry_request"
+ALERT = "alert:"  # followed by the alert's RFC name: "alert:unknown_ca"
+
+
 @dataclass(slots=True)
 class AlertSeen:
     sender: str  # CLIENT | SERVER
@@ -131,7 +144,7 @@ class SessionFacts:
     @property
     def early_data_sent(self) -> bool:
         """The client sent 0-RTT records before the ServerHello."""
-        return any(name == "early_data" for role, name in self.history if role == CLIENT)
+        return any(name == EARLY_DATA for role, name in self.history if role == CLIENT)
 
     def size_view(self) -> View:
         """What the TLS 1.3 inference reads of this session (seen without keys)."""
@@ -281,13 +294,13 @@ class SessionBuilder:
             peer = SERVER if role == CLIENT else CLIENT
             f.alerts.append(AlertSeen(role, ts, None, None, f.last_message.get(peer, "")))
             self._server_after(role, "alert")
-            self._note(role, "encrypted_alert")
+            self._note(role, ENCRYPTED_ALERT)
             return
         if ct == reg.HANDSHAKE:  # TLS <= 1.2 after ChangeCipherSpec: Finished, then renegotiation
             if f.handshake_done:
                 f.renegotiation_seen = True
             f.finished.setdefault(role, ts)
-            self._note(role, "encrypted_handshake")
+            self._note(role, ENCRYPTED_HANDSHAKE)
             return
         if f.handshake_done:
             self._server_after(role, "data")
@@ -297,7 +310,7 @@ class SessionBuilder:
         if f.server_hello is None:
             if n == 0:
                 self._note(
-                    role, "early_data" if role == CLIENT and f.client_hello else "encrypted_data"
+                    role, EARLY_DATA if role == CLIENT and f.client_hello else ENCRYPTED_DATA
                 )
             return
         if f.tls13:
@@ -306,20 +319,20 @@ class SessionBuilder:
             # that show the handshake went on.
             if role == CLIENT and CLIENT not in f.finished:
                 f.finished[CLIENT] = ts
-                self._note(role, "encrypted_handshake")
+                self._note(role, ENCRYPTED_HANDSHAKE)
             elif role == SERVER and CLIENT in f.finished:
                 if len(f.server_reply) < 2:
                     f.server_reply.append(msg.length)
-                    self._note(role, "encrypted_data")
+                    self._note(role, ENCRYPTED_DATA)
             elif role == SERVER and n == 0:
-                self._note(role, "encrypted_handshake")
+                self._note(role, ENCRYPTED_HANDSHAKE)
             elif n < 3:
-                self._note(role, "encrypted_data")
+                self._note(role, ENCRYPTED_DATA)
             return
         if role in f.ccs:
             f.finished.setdefault(role, ts)
         if n < 2:
-            self._note(role, "application_data")
+            self._note(role, APPLICATION_DATA)
 
     def _server_after(self, role: str, what: str) -> None:
         """Count the server's records after a TLS <= 1.2 handshake, and name the first."""
@@ -352,11 +365,11 @@ class SessionBuilder:
             late = f.handshake_done and self._sent_data(role)
             f.alerts.append(AlertSeen(role, ts, msg.level, msg.description, peer_last, late))
             self._server_after(role, "alert")
-            self._note(role, f"alert:{msg.name}")
+            self._note(role, f"{ALERT}{msg.name}")
             return
         if isinstance(msg, m.ChangeCipherSpec):
             f.ccs.setdefault(role, ts)
-            self._note(role, "change_cipher_spec")
+            self._note(role, CHANGE_CIPHER_SPEC)
             return
         name = reg.name_of("handshake", msg.msg_type)  # type: ignore[attr-defined]
         if isinstance(msg, m.ClientHello):
@@ -366,7 +379,7 @@ class SessionBuilder:
         elif isinstance(msg, m.ServerHello):
             if msg.retry_request:
                 f.retry_request = True
-                name = "hello_retry_request"
+                name = HELLO_RETRY_REQUEST
             else:
                 f.server_hello = msg
         elif isinstance(msg, m.Certificate):
