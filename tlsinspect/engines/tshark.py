@@ -40,12 +40,17 @@ from ..record import SessionRecord
 from ..session import SessionBuilder, SessionFacts
 from ..tls import messages as m
 from ..tls import registry as reg
-from ..tls.connection import MessageSeen, StreamLost, TlsEvent, TlsStarted
+from ..tls.connection import (
+    WATCH_RECORDS,
+    MessageSeen,
+    StreamLost,
+    TlsEvent,
+    TlsStarted,
+    records_to_watch,
+)
 from ..x509 import Anchors
 from . import lifecycle
 from .lifecycle import ACK, FIN, RST, SYN
-
-WATCH_RECORDS = 256  # as tls.connection: records decrypted after the handshake, for a late request
 
 # tshark's name of the protocol carried before TLS -> the `starttls` value of the JSON output
 STARTTLS_NAMES = {
@@ -356,8 +361,8 @@ class TsharkAnalyzer:
                 flow.finished.clear()
                 f = flow.builder.facts
                 ch = f.client_hello
-                later = (ch is not None and ch.post_handshake_auth) if f.tls13 else True
-                flow.watch = WATCH_RECORDS if later and not flow.requested else 0
+                pha = ch is not None and ch.post_handshake_auth
+                flow.watch = records_to_watch(f.tls13, pha, flow.requested)
 
     def _records(self, flow: _Flow, side: int, pkt: TsharkPacket) -> None:
         """Apply the events of a packet's records, one record at a time (a record's meaning

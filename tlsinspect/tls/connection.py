@@ -97,6 +97,15 @@ WATCH_RECORDS = 256
 LATE_ALERT_RECORDS = 16
 
 
+def records_to_watch(tls13: bool, post_handshake_auth: bool, cert_requested: bool) -> int:
+    """Once both sides' Finished were read (decrypted): how many more records to follow for a
+    later client authentication. A TLS <= 1.2 server may renegotiate; a TLS 1.3 server may send
+    a post-handshake CertificateRequest only to a client that offered it; a server that already
+    asked in the handshake has had its answer. Both engines follow this rule."""
+    later = post_handshake_auth if tls13 else True
+    return WATCH_RECORDS if later and not cert_requested else 0
+
+
 class _Side:
     __slots__ = (
         "records",
@@ -399,8 +408,7 @@ class TlsConnection:
         if all(s.finished for s in self.sides):
             for s in self.sides:
                 s.finished = False  # a renegotiation will finish again
-            later = self.post_handshake_auth if self.tls13 else True
-            self.watch = WATCH_RECORDS if later and not self.cert_requested else 0
+            self.watch = records_to_watch(self.tls13, self.post_handshake_auth, self.cert_requested)
             if self.cert_requested and not self.tls13:
                 self.late = LATE_ALERT_RECORDS
 
