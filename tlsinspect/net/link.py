@@ -152,6 +152,12 @@ def _network(linktype: int, data: bytes) -> tuple[int, int] | str | None:
     return None
 
 
+# What one step of the walk gives: (EtherType next, its offset, the end of the datagram, whether
+# that step nests a new header stack, counted against MAX_NESTING), or a header's name when it is
+# cut short (see `header_cut`), or None when the protocol is not one that leads to TCP.
+_Step = tuple[int, int, int, bool] | str | None
+
+
 def _walk(
     data: bytes, et: int, off: int, end: int, fragments: bool
 ) -> tuple[bytes, bytes, int, int] | Fragment | str | None:
@@ -165,80 +171,13 @@ def _walk(
             ip = ipv4(data, off, end)
         elif et == ETH_IPV6:
             ip = ipv6(data, off, end)
-        elif et in _VLAN_TAGS:
-            if off + 4 > end:
-                return "802.1Q tag"
-            et = data[off + 2] << 8 | data[off + 3]
-            off += 4
-            continue
-        elif et == ETH_BRIDGED:
-            if off + 14 > end:
-                return "Ethernet header"
-            et = data[off + 12] << 8 | data[off + 13]
-            off += 14
-            nesting += 1
-            continue
-        elif et == ETH_PPPOE_SESSION:
-            # version/type, code, session id, length, then the PPP protocol
-            if off + 8 > end:
-                return "PPPoE header"
-            length = data[off + 4] << 8 | data[off + 5]
-            if off + 6 + length < end:
-                end = off + 6 + length
-            ppp = data[off + 6] << 8 | data[off + 7]
-            off += 8
-            if ppp == _PPP_IPV4:
-                et = ETH_IPV4
-            elif ppp == _PPP_IPV6:
-                et = ETH_IPV6
-            else:
-                return None
-            nesting += 1
-            continue
-        elif et == ETH_MPLS or et == ETH_MPLS_MULTICAST:
-            while True:  # pop labels down to the bottom of the stack
-                if off + 4 > end:
-                    return "MPLS label stack"
-                bottom = data[off + 2] & 1
-                off += 4
-                if bottom:
-                    break
-            if off >= end:
-                return "MPLS label stack"
-            first = data[off] >> 4
-            if first == 4:
-                et = ETH_IPV4
-            elif first == 6:
-                et = ETH_IPV6
-            elif first == 0:  # pseudowire control word, then Ethernet
-                off += 4
-                et = ETH_BRIDGED
-            else:
-                return None
-            nesting += 1
-            continue
-        elif et == ETH_ERSPAN_2:
-            off += 8
-            et = ETH_BRIDGED
-            continue
-        elif et == ETH_ERSPAN_3:
-            if off + 12 > end:
-                return "ERSPAN header"
-            off += 20 if data[off + 11] & 1 else 12  # O flag: platform specific subheader
-            et = ETH_BRIDGED
-            continue
-        elif et <= 1500:
-            # 802.3 length field: only an 802.2 SNAP header leads on to an EtherType
-            if off + 8 > end:
-                return "802.2 header"
-            if data[off : off + 3] != _SNAP:
-                return None
-            et = data[off + 6] << 8 | data[off + 7]
-            off += 8
-            continue
         else:
-            return None
-
+            step = _link_step(data, et, off, end)
+            if step is None or isinstance(step, str):
+                return step
+            et, off, end, nested = step
+            nesting += nested
+            continue
         if ip is None:  # an IPv4 fragment, or a header cut short
             if fragments and et == ETH_IPV4:
                 return ipv4_fragment(data, ip_at, end)
@@ -255,62 +194,130 @@ def _walk(
             et = ETH_IPV4
         elif proto == IPPROTO_IPV6:
             et = ETH_IPV6
-        elif proto == IPPROTO_GRE:
-            if off + 4 > end:
-                return "GRE header"
-            flags, version = data[off], data[off + 1]
-            et = data[off + 2] << 8 | data[off + 3]
-            if version & 0x07 == 1 and et == _PPTP_PPP and flags & 0x20:
-                # enhanced GRE of PPTP (RFC 2637): key (payload length, call id), then a
-                # sequence number (S) and an acknowledgment number (A), then PPP
-                off += 8 + (4 if flags & 0x10 else 0) + (4 if version & 0x80 else 0)
-                if off + 2 <= end and data[off] == 0xFF and data[off + 1] == 0x03:
-                    off += 2  # PPP address and control, when not compressed
-                elif off + 1 == end and data[off] == 0xFF:
-                    return "PPP header"  # cut between the address and the control field
-                if off + 1 > end:
-                    return "GRE header"
-                ppp = data[off]
-                if not ppp & 1:  # a two-byte protocol (else compressed to one)
-                    if off + 2 > end:
-                        return "GRE header"
-                    ppp = ppp << 8 | data[off + 1]
-                    off += 1
-                off += 1
-                et = _PPP_TO_ETHERTYPE.get(ppp, 0)
-                if not et:
-                    return None
-                nesting += 1
-                continue
-            if version & 0x07 or flags & 0x40:  # else only version 0, no source routing
-                return None
-            off += 4 + ((flags >> 7) + (flags >> 5 & 1) + (flags >> 4 & 1)) * 4
-            if et == ETH_ERSPAN_2 and not flags & 0x10:
-                et = ETH_BRIDGED  # ERSPAN type I: no sequence number, no ERSPAN header
-        elif proto == IPPROTO_UDP:
-            if off + 8 > end:
-                return "UDP header"
-            port = data[off + 2] << 8 | data[off + 3]
-            length = data[off + 4] << 8 | data[off + 5]
-            if 8 <= length and off + length < end:
-                end = off + length
-            if port in _VXLAN_PORTS:
-                off += 16  # UDP header, VXLAN header
-                et = ETH_BRIDGED
-            elif port == _VXLAN_GPE_PORT:
-                if off + 16 > end:
-                    return "VXLAN-GPE header"
-                et = _GPE_NEXT.get(data[off + 11], 0)  # the next protocol field
-                if not et:
-                    return None
-                off += 16
-            elif port == _GENEVE_PORT:
-                if off + 16 > end:
-                    return "Geneve header"
-                et = data[off + 10] << 8 | data[off + 11]
-                off += 16 + ((data[off + 8] & 0x3F) << 2)
-            else:
-                return None
         else:
+            step = _gre(data, off, end) if proto == IPPROTO_GRE else None
+            if proto == IPPROTO_UDP:
+                step = _udp(data, off, end)
+            if step is None or isinstance(step, str):
+                return step
+            et, off, end, nested = step
+            nesting += nested
+    return None
+
+
+def _link_step(data: bytes, et: int, off: int, end: int) -> _Step:
+    """One header below IP: a VLAN tag, bridged Ethernet, PPPoE, MPLS, ERSPAN, 802.2 SNAP."""
+    if et in _VLAN_TAGS:
+        if off + 4 > end:
+            return "802.1Q tag"
+        return data[off + 2] << 8 | data[off + 3], off + 4, end, False
+    if et == ETH_BRIDGED:
+        if off + 14 > end:
+            return "Ethernet header"
+        return data[off + 12] << 8 | data[off + 13], off + 14, end, True
+    if et == ETH_PPPOE_SESSION:
+        # version/type, code, session id, length, then the PPP protocol
+        if off + 8 > end:
+            return "PPPoE header"
+        length = data[off + 4] << 8 | data[off + 5]
+        if off + 6 + length < end:
+            end = off + 6 + length
+        ppp = data[off + 6] << 8 | data[off + 7]
+        if ppp == _PPP_IPV4:
+            return ETH_IPV4, off + 8, end, True
+        if ppp == _PPP_IPV6:
+            return ETH_IPV6, off + 8, end, True
+        return None
+    if et == ETH_MPLS or et == ETH_MPLS_MULTICAST:
+        return _mpls(data, off, end)
+    if et == ETH_ERSPAN_2:
+        return ETH_BRIDGED, off + 8, end, False
+    if et == ETH_ERSPAN_3:
+        if off + 12 > end:
+            return "ERSPAN header"
+        off += 20 if data[off + 11] & 1 else 12  # O flag: platform specific subheader
+        return ETH_BRIDGED, off, end, False
+    if et <= 1500:
+        # 802.3 length field: only an 802.2 SNAP header leads on to an EtherType
+        if off + 8 > end:
+            return "802.2 header"
+        if data[off : off + 3] != _SNAP:
             return None
+        return data[off + 6] << 8 | data[off + 7], off + 8, end, False
+    return None
+
+
+def _mpls(data: bytes, off: int, end: int) -> _Step:
+    while True:  # pop labels down to the bottom of the stack
+        if off + 4 > end:
+            return "MPLS label stack"
+        bottom = data[off + 2] & 1
+        off += 4
+        if bottom:
+            break
+    if off >= end:
+        return "MPLS label stack"
+    first = data[off] >> 4
+    if first == 4:
+        return ETH_IPV4, off, end, True
+    if first == 6:
+        return ETH_IPV6, off, end, True
+    if first == 0:  # pseudowire control word, then Ethernet
+        return ETH_BRIDGED, off + 4, end, True
+    return None
+
+
+def _gre(data: bytes, off: int, end: int) -> _Step:
+    if off + 4 > end:
+        return "GRE header"
+    flags, version = data[off], data[off + 1]
+    et = data[off + 2] << 8 | data[off + 3]
+    if version & 0x07 == 1 and et == _PPTP_PPP and flags & 0x20:
+        # enhanced GRE of PPTP (RFC 2637): key (payload length, call id), then a
+        # sequence number (S) and an acknowledgment number (A), then PPP
+        off += 8 + (4 if flags & 0x10 else 0) + (4 if version & 0x80 else 0)
+        if off + 2 <= end and data[off] == 0xFF and data[off + 1] == 0x03:
+            off += 2  # PPP address and control, when not compressed
+        elif off + 1 == end and data[off] == 0xFF:
+            return "PPP header"  # cut between the address and the control field
+        if off + 1 > end:
+            return "GRE header"
+        ppp = data[off]
+        if not ppp & 1:  # a two-byte protocol (else compressed to one)
+            if off + 2 > end:
+                return "GRE header"
+            ppp = ppp << 8 | data[off + 1]
+            off += 1
+        off += 1
+        et = _PPP_TO_ETHERTYPE.get(ppp, 0)
+        return (et, off, end, True) if et else None
+    if version & 0x07 or flags & 0x40:  # else only version 0, no source routing
+        return None
+    off += 4 + ((flags >> 7) + (flags >> 5 & 1) + (flags >> 4 & 1)) * 4
+    if et == ETH_ERSPAN_2 and not flags & 0x10:
+        et = ETH_BRIDGED  # ERSPAN type I: no sequence number, no ERSPAN header
+    return et, off, end, False
+
+
+def _udp(data: bytes, off: int, end: int) -> _Step:
+    """UDP to the tunnels it carries: VXLAN, VXLAN-GPE, Geneve."""
+    if off + 8 > end:
+        return "UDP header"
+    port = data[off + 2] << 8 | data[off + 3]
+    length = data[off + 4] << 8 | data[off + 5]
+    if 8 <= length and off + length < end:
+        end = off + length
+    if port in _VXLAN_PORTS:
+        return ETH_BRIDGED, off + 16, end, False  # UDP header, VXLAN header
+    if port == _VXLAN_GPE_PORT:
+        if off + 16 > end:
+            return "VXLAN-GPE header"
+        et = _GPE_NEXT.get(data[off + 11], 0)  # the next protocol field
+        return (et, off + 16, end, False) if et else None
+    if port == _GENEVE_PORT:
+        if off + 16 > end:
+            return "Geneve header"
+        et = data[off + 10] << 8 | data[off + 11]
+        return et, off + 16 + ((data[off + 8] & 0x3F) << 2), end, False
+    return None
     return None
