@@ -27,7 +27,7 @@ from ..report.stream import STREAMED_FORMATS, write_streamed
 from ..report.table import count, render
 from ..tls.keylog import parse_keylog
 from ..x509 import Anchors
-from .common import fail, open_output, session_order, silence_pipe
+from .common import add_format, add_keylog, fail, open_output, session_order, silence_pipe
 
 PROG = "tlsinspect"
 
@@ -50,18 +50,15 @@ def _parser() -> argparse.ArgumentParser:
         help="write every distinct certificate to DIR as <sha256>.pem, with index.json and "
         "index.csv saying which sessions used it",
     )
-    p.add_argument(
-        "--keylog",
-        action="append",
-        metavar="FILE",
-        help="NSS key log (SSLKEYLOGFILE) to decrypt TLS handshakes; may be repeated. Secrets "
+    add_keylog(
+        p,
+        "NSS key log (SSLKEYLOGFILE) to decrypt TLS handshakes; may be repeated. Secrets "
         "embedded in a pcapng file (Decryption Secrets Blocks) are used without this option.",
     )
-    p.add_argument(
-        "--format",
-        choices=("table", "json", "jsonl", "csv"),
-        default="table",
-        help="table (default): for people; json: one array; jsonl: one object per line, "
+    add_format(
+        p,
+        ("table", "json", "jsonl", "csv"),
+        "table (default): for people; json: one array; jsonl: one object per line, "
         "streamed; csv: one row per session, streamed",
     )
     p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE, not stdout")

@@ -27,6 +27,7 @@ from ..policy import (
     to_json,
 )
 from ..report.flat import Row, flat_row
+from .common import add_format, add_keylog
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -38,17 +39,14 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng files")
     p.add_argument("--policy", required=True, metavar="FILE", help="policy file (TOML)")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
-    p.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="text (default): violations for people; json: the results as one object",
+    add_format(
+        p,
+        ("text", "json"),
+        "text (default): violations for people; json: the results as one object",
     )
-    p.add_argument(
-        "--keylog",
-        action="append",
-        metavar="FILE",
-        help="NSS key log (SSLKEYLOGFILE) to decrypt TLS handshakes; may be repeated",
+    add_keylog(
+        p,
+        "NSS key log (SSLKEYLOGFILE) to decrypt TLS handshakes; may be repeated",
     )
     return p
 

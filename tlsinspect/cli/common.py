@@ -3,6 +3,7 @@ closed pipe, the order of sessions."""
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from typing import TextIO
@@ -34,3 +35,13 @@ def silence_pipe() -> None:
 def session_order(s: dict[str, object]) -> tuple[str, int]:
     """The order of sessions in a whole report: by start time, then by the order of logging."""
     return (str(s["start_time"]), int(s["index"]))  # type: ignore[call-overload]
+
+
+def add_keylog(p: argparse.ArgumentParser, help: str, *, repeat: bool = True) -> None:
+    """The `--keylog FILE` option, which every command has (repeatable but in `live`)."""
+    p.add_argument("--keylog", action="append" if repeat else "store", metavar="FILE", help=help)
+
+
+def add_format(p: argparse.ArgumentParser, choices: tuple[str, ...], help: str) -> None:
+    """The `--format` option; the first choice is the default."""
+    p.add_argument("--format", choices=choices, default=choices[0], help=help)

@@ -38,7 +38,7 @@ from ..capture.tshark import TsharkError, TsharkMissing, find_tshark
 from ..engines.tshark import TsharkRun
 from ..errors import TlsInspectError
 from ..report.schema import session_dict
-from .common import session_order
+from .common import add_format, add_keylog, session_order
 
 Session = dict[str, object]
 
@@ -112,17 +112,14 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 no disagreement, 1 a disagreement, 2 unusable capture or no tshark.",
     )
     p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng files")
-    p.add_argument(
-        "--keylog",
-        action="append",
-        metavar="FILE",
-        help="NSS key log (SSLKEYLOGFILE) given to both engines; may be repeated",
+    add_keylog(
+        p,
+        "NSS key log (SSLKEYLOGFILE) given to both engines; may be repeated",
     )
-    p.add_argument(
-        "--format",
-        choices=("text", "json"),
-        default="text",
-        help="text (default): one block per difference; json: everything as one object",
+    add_format(
+        p,
+        ("text", "json"),
+        "text (default): one block per difference; json: everything as one object",
     )
     return p
 

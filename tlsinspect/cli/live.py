@@ -54,6 +54,7 @@ from ..record import SessionRecord
 from ..report.schema import session_dict
 from ..report.table import VERDICT_ORDER
 from ..tls.keylog import KeyLog, parse_keylog
+from .common import add_format, add_keylog
 
 POLL = 0.2  # seconds between checks of the stop conditions while no packet comes
 FLUSH_EVERY = 1.0  # seconds between flushes of the --write file
@@ -168,17 +169,16 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--write", "-w", metavar="FILE.pcapng", help="also save every captured packet as pcapng"
     )
-    p.add_argument(
-        "--format",
-        choices=("table", "jsonl"),
-        default="table",
-        help="table (default): one line per session, then totals; jsonl: one JSON object per "
+    add_format(
+        p,
+        ("table", "jsonl"),
+        "table (default): one line per session, then totals; jsonl: one JSON object per "
         "session (the statistics go to stderr)",
     )
-    p.add_argument(
-        "--keylog",
-        metavar="FILE",
-        help="NSS key log (SSLKEYLOGFILE) to decrypt TLS handshakes; re-read as it grows",
+    add_keylog(
+        p,
+        "NSS key log (SSLKEYLOGFILE) to decrypt TLS handshakes; re-read as it grows",
+        repeat=False,
     )
     p.add_argument(
         "--engine",
