@@ -14,7 +14,7 @@ from datetime import timedelta
 from fnmatch import fnmatchcase
 
 from .rows import list_value, san_values, time_value, value
-from .rules import TLS_VERSIONS, Policy, Rule
+from .rules import TLS_VERSIONS, Policy, Require, Rule
 
 
 @dataclass
@@ -73,43 +73,56 @@ def _cert_name(c: Mapping[str, object]) -> str:
 def check(rule: Rule, row: Mapping[str, object]) -> list[str]:
     """Why the session breaks the rule (empty when it complies)."""
     req = rule.require
-    reasons: list[str] = []
     verdict = str(value(row, "verdict"))
-    resumed = verdict == "resumed"
-    if req.verdict and verdict not in req.verdict:
-        origin = value(row, "resumed_from")
-        wanted = " or ".join(req.verdict)
-        if resumed and isinstance(origin, Mapping):
-            if origin.get("verdict") not in req.verdict:
-                reasons.append(
-                    f"resumes a {origin.get('verdict')} session of {origin.get('client')} "
-                    f"(the rule requires {wanted})"
-                )
-        elif resumed:
-            reasons.append(
-                "resumes a session that is not in the capture, so whether it was "
-                f"{wanted} cannot be told"
-            )
-        else:
-            reasons.append(
-                f"verdict is {verdict}, the rule requires {wanted}: {value(row, 'reason')}"
-            )
+    reasons = _check_verdict(req.verdict, verdict, row)
     if req.min_tls_version:
-        version = value(row, "tls_version")  # None: no ServerHello, nothing was negotiated
-        if (
-            version is not None
-            and str(version) in TLS_VERSIONS
-            and TLS_VERSIONS.index(str(version)) < TLS_VERSIONS.index(req.min_tls_version)
-        ):
-            reasons.append(f"{version} is older than {req.min_tls_version}")
-    if resumed:
+        reasons += _check_version(req.min_tls_version, row)
+    if verdict == "resumed":
         return reasons  # no certificates in a resumed handshake
+    return reasons + _check_certificates(req, row)
+
+
+def _check_verdict(allowed: Sequence[str], verdict: str, row: Mapping[str, object]) -> list[str]:
+    """The session's verdict; a resumed session is judged by the session it resumes."""
+    if not allowed or verdict in allowed:
+        return []
+    wanted = " or ".join(allowed)
+    if verdict != "resumed":
+        return [f"verdict is {verdict}, the rule requires {wanted}: {value(row, 'reason')}"]
+    origin = value(row, "resumed_from")
+    if not isinstance(origin, Mapping):
+        return [
+            "resumes a session that is not in the capture, so whether it was "
+            f"{wanted} cannot be told"
+        ]
+    if origin.get("verdict") in allowed:
+        return []
+    return [
+        f"resumes a {origin.get('verdict')} session of {origin.get('client')} "
+        f"(the rule requires {wanted})"
+    ]
+
+
+def _check_version(minimum: str, row: Mapping[str, object]) -> list[str]:
+    version = value(row, "tls_version")  # None: no ServerHello, nothing was negotiated
+    if (
+        version is not None
+        and str(version) in TLS_VERSIONS
+        and TLS_VERSIONS.index(str(version)) < TLS_VERSIONS.index(minimum)
+    ):
+        return [f"{version} is older than {minimum}"]
+    return []
+
+
+def _check_certificates(req: Require, row: Mapping[str, object]) -> list[str]:
+    """The client's issuer and identity, and the validity of both chains."""
     chain = [c for c in list_value(row, "client_chain") if isinstance(c, Mapping)]
     # TLS 1.3 without keys: a client certificate the sizes show (or may hide) is encrypted
     hidden = not chain and (
         value(row, "verdict") == "encrypted"
         or (value(row, "basis") == "inferred" and value(row, "client_cert_sent") is True)
     )
+    reasons: list[str] = []
     if hidden and (req.client_issuer or req.client_identity):
         what = " and ".join(
             w for w, on in (("issuer", req.client_issuer), ("identity", req.client_identity)) if on
