@@ -114,33 +114,38 @@ def junit_xml(results: Sequence[RuleResult], suite: str, seconds: float = 0.0) -
         time=f"{seconds:.3f}",
     )
     for r in results:
-        case = ET.SubElement(ts, "testcase", classname="tlsinspect.policy", name=r.rule.name)
-        case.set("time", "0")
-        if r.violations:
-            body = []
-            for v in r.violations:
-                body.append(describe_session(v.session))
-                body += [f"  - {reason}" for reason in v.reasons]
-            fail = ET.SubElement(
-                case,
-                "failure",
-                message=f"{len(r.violations)} of {r.matched} matching sessions break the rule",
-                type="policy",
-            )
-            fail.text = "\n".join(body)
-        elif not r.matched:
-            if r.rule.require_match:
-                fail = ET.SubElement(
-                    case, "failure", message="the rule matched no session", type="no-match"
-                )
-                fail.text = "require_match = true and no session of the captures matched"
-            else:
-                ET.SubElement(case, "skipped", message="the rule matched no session")
-        else:
-            out = ET.SubElement(case, "system-out")
-            out.text = f"{r.matched} matching sessions comply"
+        _junit_case(ts, r)
     ET.indent(root)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(root, encoding="unicode") + "\n"
+
+
+def _junit_case(suite: ET.Element, r: RuleResult) -> None:
+    """The test case of one rule: its failure lists the sessions, or why it was skipped."""
+    case = ET.SubElement(suite, "testcase", classname="tlsinspect.policy", name=r.rule.name)
+    case.set("time", "0")
+    if r.violations:
+        body = []
+        for v in r.violations:
+            body.append(describe_session(v.session))
+            body += [f"  - {reason}" for reason in v.reasons]
+        fail = ET.SubElement(
+            case,
+            "failure",
+            message=f"{len(r.violations)} of {r.matched} matching sessions break the rule",
+            type="policy",
+        )
+        fail.text = "\n".join(body)
+    elif not r.matched:
+        if r.rule.require_match:
+            fail = ET.SubElement(
+                case, "failure", message="the rule matched no session", type="no-match"
+            )
+            fail.text = "require_match = true and no session of the captures matched"
+        else:
+            ET.SubElement(case, "skipped", message="the rule matched no session")
+    else:
+        out = ET.SubElement(case, "system-out")
+        out.text = f"{r.matched} matching sessions comply"
 
 
 def to_json(report: Mapping[str, object]) -> str:
