@@ -99,34 +99,37 @@ class _Parser:
         """The line where `key` is set (in [rule.<section>] of rule `rule`), best effort."""
         k = re.escape(key)
         assign = re.compile(rf"^\s*(\"{k}\"|'{k}'|{k})\s*=")
-        if rule is None:
-            for n in self._span(None, ""):
-                if assign.match(self.lines[n - 1]):
-                    return n
-            for n, _rule, t in self._headers:
-                if t == key:
-                    return n
-            return None
-        if section is None:
-            for n in self._span(rule, "rule"):
-                if assign.match(self.lines[n - 1]) or re.match(rf"^\s*{k}\s*\.", self.lines[n - 1]):
-                    return n
-            for n, r, t in self._headers:
-                if r == rule and t == f"rule.{key}":
-                    return n
-            return None
-        for n in self._span(rule, f"rule.{section}"):
-            if assign.match(self.lines[n - 1]):
+        if rule is None:  # before the first table, else a table of that name
+            found = self._first(self._span(None, ""), assign)
+            return found or next((n for n, _rule, t in self._headers if t == key), None)
+        if section is None:  # `key = ...` or `key.x = ...` in the rule, else [rule.key]
+            found = self._first(self._span(rule, "rule"), assign, re.compile(rf"^\s*{k}\s*\."))
+            return found or self._header(rule, f"rule.{key}")
+        return (
+            self._first(self._span(rule, f"rule.{section}"), assign)
+            or self._in_rule_table(rule, section, key)
+            or self._header(rule, f"rule.{section}")
+        )
+
+    def _first(self, numbers: Iterable[int], *patterns: re.Pattern[str]) -> int | None:
+        """The first of the lines `numbers` that one of `patterns` matches."""
+        for n in numbers:
+            if any(p.match(self.lines[n - 1]) for p in patterns):
                 return n
-        s = re.escape(section)
+        return None
+
+    def _header(self, rule: int, table: str) -> int | None:
+        """The line of the header of `table` in rule number `rule`."""
+        return next((n for n, r, t in self._headers if r == rule and t == table), None)
+
+    def _in_rule_table(self, rule: int, section: str, key: str) -> int | None:
+        """The line of `section.key = ...` or `section = { key = ... }` in the rule's table."""
+        k, s = re.escape(key), re.escape(section)
+        dotted = re.compile(rf"^\s*{s}\s*\.\s*(\"{k}\"|'{k}'|{k})\s*=")
+        inline = re.compile(rf"^\s*{s}\s*=\s*\{{")
         for n in self._span(rule, "rule"):
             text = self.lines[n - 1]
-            if re.match(rf"^\s*{s}\s*\.\s*(\"{k}\"|'{k}'|{k})\s*=", text):
-                return n
-            if re.match(rf"^\s*{s}\s*=\s*\{{", text) and re.search(rf"[{{,]\s*{k}\s*=", text):
-                return n
-        for n, r, t in self._headers:
-            if r == rule and t == f"rule.{section}":
+            if dotted.match(text) or (inline.match(text) and re.search(rf"[{{,]\s*{k}\s*=", text)):
                 return n
         return None
 
@@ -151,8 +154,7 @@ class _Parser:
     # values ------------------------------------------------------------------------------
 
     def rule(self, i: int, raw: Mapping[str, object]) -> Rule:
-        header = [n for n, r, t in self._headers if r == i and t == "rule"]
-        line = header[0] if header else 0
+        line = self._header(i, "rule") or 0
         name = raw.get("name")
         what = f"rule {name!r}" if isinstance(name, str) else f"rule number {i + 1}"
         self.check_keys(raw, RULE_KEYS, i, None, what)
