@@ -19,10 +19,12 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..errors import INSTALL_HINT, TsharkError, TsharkMissing
+# LiveCaptureError: importable from here as before capture/tshark_live.py took the live part
+from ..errors import INSTALL_HINT, LiveCaptureError, TsharkError, TsharkMissing
 
 __all__ = [
     "INSTALL_HINT",
+    "LiveCaptureError",
     "TsharkError",
     "TsharkMissing",
     "TsharkPacket",

@@ -1,129 +1,19 @@
-"""Policies: parsing (with the line of every mistake) and evaluation on recorded sessions."""
+"""Evaluating policies on recorded sessions: what a rule selects, and why a session breaks it."""
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-from xml.etree import ElementTree as ET
-
 import pytest
-from conftest import OWN, ROOT
+from conftest import OWN
+from policytools import TLS12, rule, run, tls12_rows
 
 import tlsinspect
-from tlsinspect.policy import (
-    PolicyError,
-    evaluate,
-    json_report,
-    junit_xml,
-    parse_policy,
-    text_report,
-)
+from tlsinspect.policy import evaluate, parse_policy
 from tlsinspect.report.flat import flat_row
-
-TLS12 = OWN / "tls12.pcapng"
 
 
 @pytest.fixture(scope="module")
 def rows() -> list[dict]:
-    return [{"file": "tls12.pcapng", **flat_row(r)} for r in tlsinspect.analyze(TLS12)]
-
-
-def rule(require: str, match: str = "", extra: str = "") -> str:
-    return (
-        f'[[rule]]\nname = "r"\n{extra}\n'
-        + (f"[rule.match]\n{match}\n" if match else "")
-        + f"[rule.require]\n{require}\n"
-    )
-
-
-def run(text: str, rows: list[dict]):
-    (result,) = evaluate(parse_policy(text), rows)
-    return result
-
-
-# -- parsing ---------------------------------------------------------------------------------
-
-
-def test_the_example_policy_parses():
-    policy = parse_policy((ROOT / "examples" / "policy.toml").read_text(), "policy.toml")
-    first = policy.rules[0]
-    assert first.require.verdict == ("mutual",)
-    assert first.require.min_tls_version == "TLS 1.2"
-    assert first.match.port == ((8401, 8401),)
-    assert first.require_match
-
-
-def test_syntax_error_names_the_line():
-    text = '[[rule]]\nname = "r"\n[rule.require]\nverdict = "mutual\n'
-    with pytest.raises(PolicyError, match=r"p\.toml: not valid TOML: .*line 4"):
-        parse_policy(text, "p.toml")
-
-
-@pytest.mark.parametrize(
-    "text, key, line",
-    [
-        (rule('verdcit = "mutual"'), "verdcit", 5),
-        (rule('verdict = "mutual"', "sni = ['a']"), "sni", 5),
-        ('[[rule]]\nname = "r"\nrequire.verdict = "mutual"\nrequire.mutual = true\n', "mutual", 4),
-        ('[[rule]]\nname = "r"\nrequire = { verdict = "mutual", tls = "1.2" }\n', "tls", 3),
-        (rule('verdict = "mutual"', extra="required_match = true"), "required_match", 3),
-        ('title = "x"\n' + rule('verdict = "mutual"'), "title", 1),
-        (rule('verdict = "mutual"') + rule('verdict = "x"').replace("verdict", "verdit"), "", 0),
-    ],
-    ids=["require", "match", "dotted", "inline", "rule", "top", "second-rule"],
-)
-def test_unknown_key_names_the_key_and_its_line(text, key, line):
-    if not key:  # the same mistake in the second rule: its own line, not the first rule's
-        key, line = "verdit", 10
-    with pytest.raises(PolicyError) as err:
-        parse_policy(text, "p.toml")
-    assert f"p.toml, line {line}: unknown key {key!r}" in str(err.value)
-    assert "known keys:" in str(err.value)
-
-
-@pytest.mark.parametrize(
-    "require, match, message, line",
-    [
-        ('verdict = "mutal"', "", "'mutal' is not a verdict", 5),
-        ('verdict = "mutual"', 'server_ip = "10.0.0.300/8"', "not an IP address or CIDR", 5),
-        ('verdict = "mutual"', 'port = "http"', "is not a port", 5),
-        ('verdict = "mutual"', "port = 70000", "is not a port", 5),
-        ('min_tls_version = "1.9"', "", "not a TLS version", 5),
-        ("cert_expiry_days = -1", "", "whole number of days", 5),
-        ("client_identity = 3", "", "a string or a list of strings", 5),
-    ],
-)
-def test_wrong_values_name_their_line(require, match, message, line):
-    with pytest.raises(PolicyError) as err:
-        parse_policy(rule(require, match), "p.toml")
-    text = str(err.value)
-    assert message in text
-    if match:  # the match table comes first
-        assert "p.toml, line 5" in text
-    else:
-        assert f"p.toml, line {line}" in text
-
-
-def test_a_rule_needs_a_name_and_a_requirement():
-    with pytest.raises(PolicyError, match="needs a name"):
-        parse_policy('[[rule]]\n[rule.require]\nverdict = "mutual"\n')
-    with pytest.raises(PolicyError, match="requires nothing"):
-        parse_policy('[[rule]]\nname = "r"\n')
-    with pytest.raises(PolicyError, match="no \\[\\[rule\\]\\]"):
-        parse_policy('description = "empty"\n')
-    with pytest.raises(PolicyError, match="two rules are named"):
-        parse_policy(rule('verdict = "mutual"') + rule('verdict = "mutual"'))
-
-
-def test_versions_and_fingerprints_are_normalised():
-    fingerprint = "AB:" + ":".join(["cd"] * 31)
-    p = parse_policy(rule(f'min_tls_version = "TLSv1.3"\nclient_issuer = ["{fingerprint}"]'))
-    req = p.rules[0].require
-    assert req.min_tls_version == "TLS 1.3"
-    assert req.client_issuer == ("sha256:ab" + "cd" * 31,)
-
-
-# -- evaluation --------------------------------------------------------------------------------
+    return tls12_rows()
 
 
 def test_mutual_required_on_8401_passes(rows):
@@ -225,38 +115,6 @@ def test_evaluates_dataframe_records(rows):
     from_rows = run(text, rows)
     assert from_frame.matched == from_rows.matched == len(rows)
     assert [v.reasons for v in from_frame.violations] == [v.reasons for v in from_rows.violations]
-
-
-def test_reports(rows):
-    text = (
-        rule('verdict = "mutual"', "port = 8402")
-        + rule('verdict = "mutual"', "port = 8401").replace('"r"', '"ok"')
-        + rule('verdict = "mutual"', "port = 1").replace('"r"', '"none"')
-    )
-    results = evaluate(parse_policy(text), rows)
-    out = text_report(results, len(rows), "header")
-    assert out.splitlines()[0] == "header"
-    assert "FAIL  r: 1 of 1 matching sessions break it" in out
-    assert "PASS  ok: 1 matching sessions comply" in out
-    assert "WARN  none: matched no session" in out
-    assert "tls12.pcapng #2 127.0.0.1:49952 -> 127.0.0.1:8402 (SNI server.example.test) at" in out
-    assert out.endswith("3 rules, 13 sessions: 1 passed, 1 failed, 1 matched no session\n")
-    doc = json.loads(json.dumps(json_report(results, len(rows), ["tls12.pcapng"], "p.toml")))
-    assert doc["passed"] is False
-    assert [r["status"] for r in doc["rules"]] == ["fail", "pass", "no-match"]
-    assert doc["rules"][0]["violations"][0]["server"] == "127.0.0.1:8402"
-    root = ET.fromstring(junit_xml(results, "p.toml"))
-    (suite,) = root.findall("testsuite")
-    assert (suite.get("tests"), suite.get("failures"), suite.get("skipped")) == ("3", "1", "1")
-    cases = {c.get("name"): c for c in suite.findall("testcase")}
-    assert "127.0.0.1:8402" in (cases["r"].find("failure").text or "")
-    assert cases["ok"].find("failure") is None and cases["none"].find("skipped") is not None
-
-
-def test_policy_module_does_no_io():
-    source = Path(tlsinspect.policy.__file__).read_text()  # type: ignore[attr-defined]
-    for word in ("open(", "print(", "sys.stdout", "sys.stderr"):
-        assert word not in source
 
 
 def test_an_encrypted_client_certificate_is_not_called_missing():
