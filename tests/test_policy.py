@@ -7,7 +7,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from conftest import OWN, ROOT
+from helpers import OWN, ROOT
 
 import tlsinspect
 from tlsinspect.policy import (

@@ -1,0 +1,316 @@
+"""What the tests share besides fixtures: where captures live, tshark as the oracle, the TCP
+connections of a capture, and the few tlsinspect internals the tests reach into.
+
+conftest.py keeps the fixtures and hooks; everything a test imports by name comes from here.
+The internals (anything outside the package's public names) are imported in the block below
+only, so that a change of where they live is one edit.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+# -- tlsinspect internals the tests use ----------------------------------------------------------
+from tlsinspect.capture import open_capture
+from tlsinspect.net.link import locate_tcp
+from tlsinspect.net.reassembly import Gap, HalfStream
+from tlsinspect.pipeline import IDLE_TIMEOUT_NS
+from tlsinspect.session import MAX_HISTORY
+
+__all__ = [
+    "IDLE_TIMEOUT_NS",
+    "MAX_HISTORY",
+    "OWN",
+    "ROOT",
+    "SHARED",
+    "Packet",
+    "TcpConnection",
+    "blind_verdict",
+    "connection_packets",
+    "locate_tcp",
+    "open_capture",
+    "own_captures",
+    "read",
+    "run_cli",
+    "run_tshark",
+    "shared_captures",
+    "shared_view",
+    "tcp_connections",
+    "tcp_info",
+    "tshark_handshakes",
+]
+
+ROOT = Path(__file__).resolve().parents[1]
+OWN = ROOT / "captures"
+SHARED = (ROOT / ".." / "shared" / "captures").resolve()
+
+Packet = tuple[int, int, bytes, int, int]  # (ts ns, link type, frame bytes, original length, iface)
+
+
+def own_captures() -> list[Path]:
+    found = sorted(p for p in OWN.glob("*.pcap*") if p.suffix in (".pcap", ".pcapng"))
+    if not found:
+        raise RuntimeError(f"no recorded captures in {OWN}: run captures/record.py")
+    return found
+
+
+def shared_view() -> list[dict]:
+    view = SHARED / "tshark-view.json"
+    if not view.exists():
+        raise RuntimeError(f"{view} is missing: the shared captures must be beside the checkout")
+    return json.loads(view.read_text())
+
+
+def shared_captures() -> list[Path]:
+    return sorted({SHARED / s["file"] for s in shared_view()})
+
+
+# -- tshark ----------------------------------------------------------------------------------------
+
+
+def _tshark_command(
+    tshark: str, capture: Path, decode_as: list[int], keylog: Path | None
+) -> list[str]:
+    cmd = [tshark, "-n", "-r", str(capture), "-o", "tcp.reassemble_out_of_order:TRUE"]
+    for port in decode_as:
+        cmd += ["-d", f"tcp.port=={port},tls"]
+    if keylog is not None:
+        cmd += ["-o", f"tls.keylog_file:{keylog}"]
+    return cmd
+
+
+def run_tshark(
+    tshark: str,
+    capture: Path,
+    fields: list[str],
+    display_filter: str,
+    decode_as: list[int] = (),
+    keylog: Path | None = None,
+) -> list[list[str]]:
+    cmd = _tshark_command(tshark, capture, list(decode_as), keylog)
+    cmd += ["-Y", display_filter, "-T", "fields", "-E", "separator=\t"]
+    cmd += ["-E", "occurrence=a", "-E", "aggregator=,"]
+    for f in fields:
+        cmd += ["-e", f]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
+    return [line.split("\t") for line in out.splitlines()]
+
+
+@dataclass
+class Dissected:
+    """One handshake message as tshark dissects it: its bytes (type, length, body) and its
+    fields, each field name with its values in the order tshark shows them (byte fields as
+    hex without colons)."""
+
+    raw: bytes
+    fields: dict[str, list[str]]
+
+    @property
+    def msg_type(self) -> int:
+        return self.raw[0]
+
+    def get(self, name: str) -> list[str]:
+        return self.fields.get(name, [])
+
+    def one(self, name: str) -> str:
+        values = self.get(name)
+        assert len(values) == 1, (name, values)
+        return values[0]
+
+
+def _flatten(node: object, into: dict[str, list[str]]) -> None:
+    if isinstance(node, dict):
+        for key, value in node.items():
+            if key.endswith("_raw"):
+                continue
+            if isinstance(value, (dict, list)) and not _leaves(value):
+                _flatten(value, into)
+            else:
+                for v in value if isinstance(value, list) else [value]:
+                    if isinstance(v, dict):
+                        _flatten(v, into)
+                    else:
+                        into.setdefault(key, []).append(str(v))
+    elif isinstance(node, list):
+        for item in node:
+            _flatten(item, into)
+
+
+def _leaves(value: object) -> bool:
+    return isinstance(value, list) and all(isinstance(v, str) for v in value)
+
+
+def _handshakes_in(node: object, out: list[Dissected]) -> None:
+    """Every `tls.handshake` of a tshark JSON document, in document order, with its bytes."""
+    if isinstance(node, dict):
+        if "tls.handshake_raw" in node:
+            raws = node["tls.handshake_raw"]
+            msgs = node["tls.handshake"]
+            if isinstance(raws[0], str):  # one message: [hex, offset, length, mask, type]
+                raws, msgs = [raws], [msgs]
+            assert len(raws) == len(msgs), node.keys()
+            for raw, msg in zip(raws, msgs, strict=True):
+                fields: dict[str, list[str]] = {}
+                _flatten(msg, fields)
+                out.append(Dissected(bytes.fromhex(raw[0]), fields))
+        for key, value in node.items():
+            if key not in ("tls.handshake_raw", "tls.handshake"):
+                _handshakes_in(value, out)
+    elif isinstance(node, list):
+        for item in node:
+            _handshakes_in(item, out)
+
+
+def tshark_handshakes(
+    tshark: str,
+    capture: Path,
+    frame: int,
+    decode_as: list[int] = (),
+    keylog: Path | None = None,
+) -> list[Dissected]:
+    """The handshake messages tshark dissects in one frame (decrypted with `keylog`), in order."""
+    cmd = _tshark_command(tshark, capture, list(decode_as), keylog)
+    cmd += ["-Y", f"frame.number == {frame}", "-T", "json", "-x", "--no-duplicate-keys"]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
+    (packet,) = json.loads(out)
+    found: list[Dissected] = []
+    _handshakes_in(packet["_source"]["layers"], found)
+    for d in found:
+        for key in list(d.fields):
+            d.fields[key] = [_bytes_text(v) for v in d.fields[key]]
+    return found
+
+
+def _bytes_text(value: str) -> str:
+    """tshark writes byte fields as colon-separated hex pairs: those become plain hex."""
+    parts = value.split(":")
+    if len(parts) > 1 and all(len(p) == 2 for p in parts):
+        try:
+            return bytes.fromhex("".join(parts)).hex()
+        except ValueError:
+            return value
+    return value
+
+
+def blind_verdict(truth: dict) -> str:
+    """The verdict a recorded session must get without its key log. A TLS 1.2 client asked for
+    its certificate only in a renegotiation did so in encrypted records: what the capture shows
+    is the first handshake, one-way. A TLS 1.3 post-handshake answer shows in record sizes. A
+    TLS 1.2 refusal sent after the handshake is an encrypted alert, then the close: `failed`
+    without keys too (only the key log names the alert)."""
+    return "one-way" if truth.get("later_auth") == "renegotiation" else truth["verdict"]
+
+
+def run_cli(*args: str | Path, timeout: int = 120) -> subprocess.CompletedProcess[str]:
+    """`python -m tlsinspect ARGS`, as a user runs it."""
+    return subprocess.run(
+        [sys.executable, "-m", "tlsinspect", *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+# -- packets and TCP connections ------------------------------------------------------------------
+
+
+def read(path: Path) -> list[Packet]:
+    with open_capture(path) as src:
+        return list(src)
+
+
+def tcp_info(p: Packet) -> tuple[int, int, int, int] | None:
+    """(source port, destination port, flags, payload length) of a TCP packet."""
+    loc = locate_tcp(p[1], p[2])
+    if loc is None:
+        return None
+    _, _, t, end = loc
+    data = p[2]
+    doff = (data[t + 12] >> 4) * 4
+    return (
+        int.from_bytes(data[t : t + 2], "big"),
+        int.from_bytes(data[t + 2 : t + 4], "big"),
+        data[t + 13],
+        end - t - doff,
+    )
+
+
+SYN, ACK = 0x02, 0x10
+
+Endpoint = tuple[bytes, int]  # (raw address, port)
+
+
+@dataclass
+class TcpConnection:
+    """One TCP connection of a capture. Side 0 sent the connection's first packet."""
+
+    index: int  # as tshark's tcp.stream numbers them: in the order of their first packet
+    ends: tuple[Endpoint, Endpoint]
+    packets: list[int] = field(default_factory=list)  # indexes in the capture's packet list
+    payloads: list[tuple[int, bytes]] = field(default_factory=list)  # (side, payload), in order
+    syn_seq: int | None = None  # sequence number of the client's SYN
+
+    @property
+    def ports(self) -> tuple[int, int]:
+        return self.ends[0][1], self.ends[1][1]
+
+    def stream(self, side: int, packets: list[Packet]) -> bytes:
+        """The bytes `side` sent, put in sequence order; asserts none is missing."""
+        half = HalfStream()
+        out = bytearray()
+        for i in self.packets:
+            data = packets[i][2]
+            loc = locate_tcp(packets[i][1], data)
+            assert loc is not None
+            src, _dst, t, end = loc
+            if (bytes(src), int.from_bytes(data[t : t + 2], "big")) != self.ends[side]:
+                continue
+            seq = int.from_bytes(data[t + 4 : t + 8], "big")
+            if data[t + 13] & SYN:
+                half.syn(seq)
+                seq = (seq + 1) & 0xFFFFFFFF  # data on a SYN (TCP Fast Open) follows the ISN
+            payload = bytes(data[t + (data[t + 12] >> 4) * 4 : end])
+            if payload:
+                for chunk in half.segment(seq, payload):
+                    assert not isinstance(chunk, Gap), f"connection {self.index}: bytes missing"
+                    out += chunk
+        return bytes(out)
+
+
+def tcp_connections(packets: list[Packet]) -> list[TcpConnection]:
+    """The TCP connections of a capture, as tshark's tcp.stream tells them apart: by their two
+    endpoints, and a new one when a SYN with a new sequence number reuses an address/port pair
+    (a retransmitted SYN has the same number)."""
+    current: dict[frozenset[Endpoint], TcpConnection] = {}
+    found: list[TcpConnection] = []
+    for i, (_ts, linktype, data, _orig, _iface) in enumerate(packets):
+        loc = locate_tcp(linktype, data)
+        if loc is None:
+            continue
+        src, dst, t, end = loc
+        a = (bytes(src), int.from_bytes(data[t : t + 2], "big"))
+        b = (bytes(dst), int.from_bytes(data[t + 2 : t + 4], "big"))
+        flags = data[t + 13]
+        seq = int.from_bytes(data[t + 4 : t + 8], "big")
+        key = frozenset((a, b))
+        conn = current.get(key)
+        syn = flags & SYN and not flags & ACK
+        if conn is None or (syn and conn.syn_seq is not None and conn.syn_seq != seq):
+            conn = current[key] = TcpConnection(len(found), (a, b))
+            found.append(conn)
+        if syn and conn.syn_seq is None:
+            conn.syn_seq = seq
+        conn.packets.append(i)
+        payload = bytes(data[t + (data[t + 12] >> 4) * 4 : end])
+        if payload:
+            conn.payloads.append((0 if a == conn.ends[0] else 1, payload))
+    return found
+
+
+def connection_packets(packets: list[Packet], server_port: int) -> list[int]:
+    """Indexes of the packets of the connection(s) to or from `server_port`, in capture order."""
+    return sorted(i for c in tcp_connections(packets) if server_port in c.ports for i in c.packets)
