@@ -8,11 +8,14 @@ only, so that a change of where they live is one edit.
 
 from __future__ import annotations
 
+import functools
+import importlib.util
 import json
 import subprocess
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 # -- tlsinspect internals the tests use ----------------------------------------------------------
 from tlsinspect.capture import open_capture
@@ -20,6 +23,8 @@ from tlsinspect.net.link import locate_tcp
 from tlsinspect.net.reassembly import Gap, HalfStream
 from tlsinspect.pipeline import IDLE_TIMEOUT_NS
 from tlsinspect.session import MAX_HISTORY
+from tlsinspect.tls.compression import parse_compressed_certificate
+from tlsinspect.tls.messages import parse_handshake
 
 __all__ = [
     "IDLE_TIMEOUT_NS",
@@ -31,6 +36,9 @@ __all__ = [
     "TcpConnection",
     "blind_verdict",
     "connection_packets",
+    "fixture_bytes",
+    "fixture_message",
+    "fixture_table",
     "locate_tcp",
     "open_capture",
     "own_captures",
@@ -47,6 +55,7 @@ __all__ = [
 ROOT = Path(__file__).resolve().parents[1]
 OWN = ROOT / "captures"
 SHARED = (ROOT / ".." / "shared" / "captures").resolve()
+FIXTURES = ROOT / "tests" / "tls" / "fixtures"
 
 Packet = tuple[int, int, bytes, int, int]  # (ts ns, link type, frame bytes, original length, iface)
 
@@ -172,7 +181,15 @@ def tshark_handshakes(
     decode_as: list[int] = (),
     keylog: Path | None = None,
 ) -> list[Dissected]:
-    """The handshake messages tshark dissects in one frame (decrypted with `keylog`), in order."""
+    """The handshake messages tshark dissects in one frame (decrypted with `keylog`), in order
+    (one tshark run per frame and test run)."""
+    return _tshark_handshakes(tshark, capture, frame, tuple(decode_as), keylog)
+
+
+@functools.cache
+def _tshark_handshakes(
+    tshark: str, capture: Path, frame: int, decode_as: tuple[int, ...], keylog: Path | None
+) -> list[Dissected]:
     cmd = _tshark_command(tshark, capture, list(decode_as), keylog)
     cmd += ["-Y", f"frame.number == {frame}", "-T", "json", "-x", "--no-duplicate-keys"]
     out = subprocess.run(cmd, capture_output=True, text=True, check=True, timeout=300).stdout
@@ -314,3 +331,31 @@ def tcp_connections(packets: list[Packet]) -> list[TcpConnection]:
 def connection_packets(packets: list[Packet], server_port: int) -> list[int]:
     """Indexes of the packets of the connection(s) to or from `server_port`, in capture order."""
     return sorted(i for c in tcp_connections(packets) if server_port in c.ports for i in c.packets)
+
+
+# -- handshake message fixtures (tests/tls/fixtures) ----------------------------------------------
+
+
+@functools.cache
+def fixture_table() -> dict[str, Any]:
+    """The fixtures by file name without `.bin`: cut.py's table (capture, frame, version...)."""
+    spec = importlib.util.spec_from_file_location("fixtures_cut", FIXTURES / "cut.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up there
+    spec.loader.exec_module(module)
+    return {f.file.removesuffix(".bin"): f for f in module.FIXTURES}
+
+
+def fixture_bytes(name: str) -> bytes:
+    """A fixture's handshake message: type, 3-byte length, body."""
+    return (FIXTURES / f"{name}.bin").read_bytes()
+
+
+def fixture_message(name: str) -> Any:
+    """A fixture parsed as tlsinspect parses that message in its connection's version."""
+    raw = fixture_bytes(name)
+    version = fixture_table()[name].version
+    if raw[0] == 25:  # RFC 8879 CompressedCertificate
+        return parse_compressed_certificate(raw[4:], version)
+    return parse_handshake(raw[0], raw[4:], version)
