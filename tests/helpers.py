@@ -22,13 +22,16 @@ from tlsinspect.capture import open_capture
 from tlsinspect.net.link import locate_tcp
 from tlsinspect.net.reassembly import Gap, HalfStream
 from tlsinspect.pipeline import IDLE_TIMEOUT_NS
-from tlsinspect.session import MAX_HISTORY
+from tlsinspect.session import MAX_ENCRYPTED, MAX_HISTORY, PHA_WATCH, SessionBuilder, SessionFacts
 from tlsinspect.tls.compression import parse_compressed_certificate
+from tlsinspect.tls.connection import MessageSeen, StreamLost, TlsEvent
 from tlsinspect.tls.messages import parse_handshake
 
 __all__ = [
     "IDLE_TIMEOUT_NS",
+    "MAX_ENCRYPTED",
     "MAX_HISTORY",
+    "PHA_WATCH",
     "OWN",
     "ROOT",
     "SHARED",
@@ -39,6 +42,12 @@ __all__ = [
     "fixture_bytes",
     "fixture_message",
     "fixture_table",
+    "Closed",
+    "Lost",
+    "Sent",
+    "build_session",
+    "client",
+    "server",
     "locate_tcp",
     "open_capture",
     "own_captures",
@@ -359,3 +368,98 @@ def fixture_message(name: str) -> Any:
     if raw[0] == 25:  # RFC 8879 CompressedCertificate
         return parse_compressed_certificate(raw[4:], version)
     return parse_handshake(raw[0], raw[4:], version)
+
+
+# -- session facts from a script of messages --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Sent:
+    """`role` sent `msg` (a tlsinspect.tls.messages value); `decrypted`: read with a key log."""
+
+    role: str
+    msg: object
+    decrypted: bool = False
+
+
+@dataclass(frozen=True)
+class Lost:
+    """The capture lost bytes of what `role` sent: its stream cannot be followed."""
+
+    role: str
+    reason: str = "1,000 bytes missing from the capture at stream offset 4,000"
+
+
+@dataclass(frozen=True)
+class Closed:
+    """The connection ended: "fin" or "rst" sent by `role`, or "eof" / "idle" (the capture ends,
+    the flow idled out), as the pipeline records them on the facts."""
+
+    kind: str
+    role: str | None = None
+
+
+Step = Sent | Lost | Closed | TlsEvent
+
+
+def client(*msgs: object, decrypted: bool = False) -> list[Sent]:
+    return [Sent("client", msg, decrypted) for msg in msgs]
+
+
+def server(*msgs: object, decrypted: bool = False) -> list[Sent]:
+    return [Sent("server", msg, decrypted) for msg in msgs]
+
+
+TICK = 1_000_000  # ns between two steps of a script
+
+
+def build_session(
+    *steps: Step | list[Step],
+    client_side: int | None = 0,
+    ports: tuple[int, int] = (50000, 443),
+) -> SessionBuilder:
+    """A SessionBuilder fed a script, one step every TICK ns. The client is side
+    `client_side`, known from the SYN as when the capture holds it; None leaves the roles to the
+    hellos (a `Sent` then needs them known, or uses side 0 for "client")."""
+    facts = SessionFacts(start_ts=0, addrs=(b"\xc0\x00\x02\x01", b"\xc0\x00\x02\x02"), ports=ports)
+    builder = SessionBuilder(facts)
+    if client_side is not None:
+        builder.set_client(client_side, "syn")
+    flat = [x for step in steps for x in (step if isinstance(step, list) else [step])]
+    for n, step in enumerate(flat, 1):
+        ts = n * TICK
+        if isinstance(step, (Sent, Lost)):
+            side = _side(facts, step.role, client_side)
+            if isinstance(step, Sent):
+                builder.apply(MessageSeen(side, ts, step.msg, step.decrypted))
+            else:
+                builder.apply(StreamLost(side, ts, step.reason))
+        elif isinstance(step, Closed):
+            _close(facts, step, ts)
+        else:
+            builder.apply(step)
+    return builder
+
+
+def _side(facts: SessionFacts, role: str, client_side: int | None) -> int:
+    known = facts.client_side if facts.client_side is not None else client_side
+    client = 0 if known is None else known
+    return client if role == "client" else 1 - client
+
+
+def _close(f: SessionFacts, step: Closed, ts: int) -> None:
+    """What the pipeline notes of a connection's end (pipeline.Analyzer._packet and _log)."""
+    f.end_ts = max(f.end_ts, ts)
+    if step.kind == "fin":
+        if f.end_kind is None:
+            peer = "server" if step.role == "client" else "client"
+            f.end_kind, f.closed_ts = "fin", ts
+            f.closed_after = f.last_message.get(peer, "")
+            f.ended = f"connection closed by the {step.role}"
+    elif step.kind == "rst":
+        f.end_kind, f.ended = "rst", f"connection reset by the {step.role}"
+        if f.closed_ts is None:
+            f.closed_ts = ts
+    elif f.end_kind is None:
+        f.end_kind = step.kind
+        f.ended = "the capture ends" if step.kind == "eof" else "idle for more than 300 s"
