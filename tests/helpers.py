@@ -21,7 +21,7 @@ from typing import Any
 from tlsinspect.capture import open_capture
 from tlsinspect.net.link import locate_tcp
 from tlsinspect.net.reassembly import Gap, HalfStream
-from tlsinspect.pipeline import IDLE_TIMEOUT_NS
+from tlsinspect.pipeline import IDLE_TIMEOUT_NS, Analyzer
 from tlsinspect.session import MAX_ENCRYPTED, MAX_HISTORY, PHA_WATCH, SessionBuilder, SessionFacts
 from tlsinspect.tls.compression import parse_compressed_certificate
 from tlsinspect.tls.connection import MessageSeen, StreamLost, TlsEvent
@@ -36,7 +36,11 @@ __all__ = [
     "ROOT",
     "SHARED",
     "Packet",
+    "Logged",
     "TcpConnection",
+    "analyze",
+    "flow_entries",
+    "open_flows",
     "blind_verdict",
     "connection_packets",
     "fixture_bytes",
@@ -463,3 +467,55 @@ def _close(f: SessionFacts, step: Closed, ts: int) -> None:
     elif f.end_kind is None:
         f.end_kind = step.kind
         f.ended = "the capture ends" if step.kind == "eof" else "idle for more than 300 s"
+
+
+# -- the pipeline ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Logged:
+    """What a test reads of a session the Analyzer logged."""
+
+    client: tuple[str, int]
+    server: tuple[str, int]
+    verdict: str
+    basis: str
+    reason: str
+    end_kind: str | None
+    roles_from: str
+
+
+def analyze(
+    packets: list[Packet], analyzer: Analyzer | None = None
+) -> tuple[list[Logged], Analyzer]:
+    """Feed packets to an Analyzer (a new one by default); the sessions in the order logged."""
+    analyzer = analyzer or Analyzer()
+    out = [
+        Logged(
+            r.client,
+            r.server,
+            str(r.decision.verdict),
+            str(r.decision.basis),
+            r.decision.reason,
+            r.facts.end_kind,
+            r.facts.roles_from,
+        )
+        for r in analyzer.run(iter(packets))
+    ]
+    return out, analyzer
+
+
+def open_flows(analyzer: Analyzer) -> int:
+    """Flows still holding state (not yet logged): none once a run has ended."""
+    return len(analyzer.active) + sum(isinstance(v, tuple) for v in analyzer.flows.values())
+
+
+def flow_entries(analyzer: Analyzer) -> set[tuple[int, int]]:
+    """(source port, destination port) of every entry of the flow table, logged flows included."""
+    out = set()
+    for key in analyzer.flows:
+        n = (len(key) - 4) // 2
+        out.add(
+            (int.from_bytes(key[2 * n : 2 * n + 2], "big"), int.from_bytes(key[2 * n + 2 :], "big"))
+        )
+    return out
