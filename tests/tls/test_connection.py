@@ -1,19 +1,16 @@
-"""Properties of the TLS layer on real recorded handshakes: cutting the byte stream anywhere
-changes no event, and damaged bytes give events, never an exception."""
+"""tlsinspect.tls.connection: properties of TlsConnection on real recorded handshakes: cutting
+the byte stream anywhere changes no event, and damaged bytes give events, never an exception."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import OWN, SHARED, read, tcp_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from helpers import OWN, SHARED, read, tcp_connections  # noqa: E402
-
-from tlsinspect.tls.connection import TlsConnection  # noqa: E402
+from tlsinspect.tls.connection import TlsConnection
 
 SOURCES = [OWN / "tls12.pcapng", OWN / "stacks.pcap", SHARED / "zeek__globus-url-copy.pcap"]
 
