@@ -1,9 +1,13 @@
 """What the tests share besides fixtures: where captures live, tshark as the oracle, the TCP
-connections of a capture, and the few tlsinspect internals the tests reach into.
+connections of a capture, the message fixtures, session facts built from a script of messages,
+and a run of the pipeline. conftest.py keeps the fixtures and hooks; certs.py makes test
+certificates, pcaptools.py derives damaged or rearranged captures.
 
-conftest.py keeps the fixtures and hooks; everything a test imports by name comes from here.
-The internals (anything outside the package's public names) are imported in the block below
-only, so that a change of where they live is one edit.
+The tlsinspect internals these helpers reach (beyond the public names: classify, session's
+SessionFacts/SessionBuilder, pipeline.Analyzer, tls.*, infer) are imported in the block below,
+and the shapes they read (a logged record's fields, the Analyzer's flow tables, the end of a
+connection as the pipeline notes it on SessionFacts) in `analyze`, `open_flows`,
+`flow_entries` and `_close`: a change of where they live is an edit here.
 """
 
 from __future__ import annotations
@@ -28,36 +32,38 @@ from tlsinspect.tls.connection import MessageSeen, StreamLost, TlsEvent
 from tlsinspect.tls.messages import parse_handshake
 
 __all__ = [
+    "Closed",
+    "Dissected",
+    "FIXTURES",
     "IDLE_TIMEOUT_NS",
+    "Logged",
+    "Lost",
     "MAX_ENCRYPTED",
     "MAX_HISTORY",
-    "PHA_WATCH",
     "OWN",
+    "PHA_WATCH",
+    "Packet",
     "ROOT",
     "SHARED",
-    "Packet",
-    "Logged",
+    "Sent",
     "TcpConnection",
     "analyze",
-    "flow_entries",
-    "open_flows",
     "blind_verdict",
+    "build_session",
+    "client",
     "connection_packets",
     "fixture_bytes",
     "fixture_message",
     "fixture_table",
-    "Closed",
-    "Lost",
-    "Sent",
-    "build_session",
-    "client",
-    "server",
+    "flow_entries",
     "locate_tcp",
     "open_capture",
+    "open_flows",
     "own_captures",
     "read",
     "run_cli",
     "run_tshark",
+    "server",
     "shared_captures",
     "shared_view",
     "tcp_connections",
