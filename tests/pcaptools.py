@@ -9,15 +9,7 @@ from __future__ import annotations
 import struct
 from pathlib import Path
 
-from tlsinspect.capture import open_capture
-from tlsinspect.net.link import locate_tcp
-
-Packet = tuple[int, int, bytes, int, int]
-
-
-def read(path: Path) -> list[Packet]:
-    with open_capture(path) as src:
-        return list(src)
+from helpers import Packet, locate_tcp, tcp_info
 
 
 def write(path: Path, packets: list[Packet], snaplen: int = 262144) -> Path:
@@ -30,32 +22,6 @@ def write(path: Path, packets: list[Packet], snaplen: int = 262144) -> Path:
             f.write(struct.pack("<IIII", ts // 10**9, ts % 10**9, len(data), orig_len))
             f.write(data)
     return path
-
-
-def tcp_info(p: Packet) -> tuple[int, int, int, int] | None:
-    """(source port, destination port, flags, payload length) of a TCP packet."""
-    loc = locate_tcp(p[1], p[2])
-    if loc is None:
-        return None
-    _, _, t, end = loc
-    data = p[2]
-    doff = (data[t + 12] >> 4) * 4
-    return (
-        int.from_bytes(data[t : t + 2], "big"),
-        int.from_bytes(data[t + 2 : t + 4], "big"),
-        data[t + 13],
-        end - t - doff,
-    )
-
-
-def connection(packets: list[Packet], server_port: int) -> list[int]:
-    """Indexes of the packets of the connection(s) to `server_port`."""
-    out = []
-    for i, p in enumerate(packets):
-        info = tcp_info(p)
-        if info and server_port in info[:2]:
-            out.append(i)
-    return out
 
 
 def data_packets(packets: list[Packet], idx: list[int], from_port: int | None = None) -> list[int]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import OWN
+from helpers import OWN
 
 import tlsinspect
 from tlsinspect.classify import Decision, classify

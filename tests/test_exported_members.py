@@ -13,7 +13,7 @@ import types
 from pathlib import Path
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 
 import tlsinspect
 from tlsinspect import errors

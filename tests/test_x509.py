@@ -1,19 +1,19 @@
 """tlsinspect.x509: certificate facts, name matching and chain checks, on certificates built
-here with `cryptography` (the recorded ones are covered by tests/e2e/test_certificates.py)."""
+with `cryptography` by tests/certs.py (the recorded ones are covered by
+tests/e2e/test_certificates.py)."""
 
 from __future__ import annotations
 
 import ipaddress
 import warnings
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
-from typing import Any
 
 import pytest
+from certs import T0, Made, make
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519, padding, rsa
+from cryptography.hazmat.primitives.asymmetric import padding
 from cryptography.x509.oid import ExtendedKeyUsageOID, ExtensionOID, NameOID
 
 from tlsinspect.x509 import (
@@ -31,113 +31,8 @@ from tlsinspect.x509 import (
     validate,
 )
 
-T0 = datetime(2026, 6, 1, 12, 0, tzinfo=timezone.utc)  # the "capture time" of these tests
 CLIENT, SERVER = ExtendedKeyUsageOID.CLIENT_AUTH, ExtendedKeyUsageOID.SERVER_AUTH
 ANY_EKU = ExtendedKeyUsageOID.ANY_EXTENDED_KEY_USAGE
-
-_KEYS: dict[str, Any] = {}
-
-
-def _key(kind: str) -> Any:
-    """Keys are slow to make: one per kind and role is enough for these tests."""
-    if kind not in _KEYS:
-        if kind.startswith("rsa"):
-            bits = int(kind.split(":")[0][3:] or 2048)
-            _KEYS[kind] = rsa.generate_private_key(public_exponent=65537, key_size=bits)
-        elif kind.startswith("p384"):
-            _KEYS[kind] = ec.generate_private_key(ec.SECP384R1())
-        elif kind.startswith("ed25519"):
-            _KEYS[kind] = ed25519.Ed25519PrivateKey.generate()
-        else:
-            _KEYS[kind] = ec.generate_private_key(ec.SECP256R1())
-    return _KEYS[kind]
-
-
-@dataclass
-class Made:
-    cert: x509.Certificate
-    key: Any
-
-    @property
-    def der(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.DER)
-
-    @property
-    def name(self) -> x509.Name:
-        return self.cert.subject
-
-
-def name(cn: str, org: str = "Example Unit Tests") -> x509.Name:
-    return x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-
-
-def make(
-    cn: str,
-    issuer: Made | None = None,
-    *,
-    key: str = "ec",
-    ca: bool | None = False,
-    path_length: int | None = None,
-    eku: Sequence[x509.ObjectIdentifier] | None = None,
-    san: Sequence[x509.GeneralName] = (),
-    ku: str | None = None,
-    start: datetime = T0 - timedelta(days=10),
-    days: int = 200,
-    issuer_name: x509.Name | None = None,
-    signer: Made | None = None,
-    key_ids: bool = True,
-) -> Made:
-    """A certificate; `ku` "ca", "sig" or "enc" sets key usage, None leaves it out; `key_ids`
-    adds the subject and authority key identifiers (RFC 5280 4.2.1.1-2)."""
-    private = _key(f"{key}:{cn}")
-    signing = signer or issuer
-    sign_key = signing.key if signing else private
-    subject = name(cn)
-    b = (
-        x509.CertificateBuilder()
-        .subject_name(subject)
-        .issuer_name(issuer_name or (issuer.name if issuer else subject))
-        .public_key(private.public_key())
-        .serial_number(0x1234ABCD)
-        .not_valid_before(start)
-        .not_valid_after(start + timedelta(days=days))
-    )
-    if key_ids:
-        public = private.public_key()
-        b = b.add_extension(x509.SubjectKeyIdentifier.from_public_key(public), critical=False)
-        b = b.add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(sign_key.public_key()),
-            critical=False,
-        )
-    if ca is not None:
-        b = b.add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
-    if ku is not None:
-        b = b.add_extension(
-            x509.KeyUsage(
-                digital_signature=ku == "sig",
-                content_commitment=False,
-                key_encipherment=ku == "enc",
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ku == "ca",
-                crl_sign=ku == "ca",
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-    if eku is not None:
-        b = b.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-    if san:
-        b = b.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
-    algorithm = None if isinstance(sign_key, ed25519.Ed25519PrivateKey) else hashes.SHA256()
-    return Made(b.sign(sign_key, algorithm), private)
 
 
 def _tlv(tag: int, body: bytes) -> bytes:
@@ -379,21 +274,24 @@ def test_truncated_der_never_raises(pki, cut):
 
 
 def test_malformed_extension_is_reported_not_fatal(pki):
-    bad = (
-        x509.CertificateBuilder()
-        .subject_name(name("bad-san"))
-        .issuer_name(pki["inter"].name)
-        .public_key(_key("ec:bad").public_key())
-        .serial_number(7)
-        .not_valid_before(T0 - timedelta(days=1))
-        .not_valid_after(T0 + timedelta(days=1))
-        .add_extension(
-            x509.UnrecognizedExtension(ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x03\x01\x02"),
-            critical=False,
-        )
-        .sign(pki["inter"].key, hashes.SHA256())
+    bad = make(
+        "bad-san",
+        pki["inter"],
+        ca=None,
+        key_ids=False,
+        serial=7,
+        start=T0 - timedelta(days=1),
+        days=2,
+        extra=[
+            (
+                x509.UnrecognizedExtension(
+                    ExtensionOID.SUBJECT_ALTERNATIVE_NAME, b"\x30\x03\x01\x02"
+                ),
+                False,
+            )
+        ],
     )
-    info = cert_info(bad.public_bytes(serialization.Encoding.DER))
+    info = cert_info(bad.der)
     assert info.subject_cn == "bad-san" and info.san == ()
     assert info.error and info.error.startswith("partly unreadable: SubjectAlternativeName")
 

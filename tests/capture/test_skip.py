@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import OWN, SHARED, own_captures, shared_captures
+from helpers import OWN, SHARED, own_captures, shared_captures
 
 from tlsinspect.capture import SkipFilter, open_capture
 from tlsinspect.engines.builtin import Analyzer

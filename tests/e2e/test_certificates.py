@@ -20,7 +20,7 @@ from datetime import datetime
 from pathlib import Path
 
 import pytest
-from conftest import OWN, ROOT
+from helpers import OWN, ROOT
 
 CERTS = OWN / "certs.pcapng"
 TRUTH = OWN / "certs.truth.json"

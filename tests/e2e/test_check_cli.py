@@ -10,7 +10,7 @@ from pathlib import Path
 from xml.etree import ElementTree as ET
 
 import pytest
-from conftest import OWN, ROOT
+from helpers import OWN, ROOT
 
 TLS12 = OWN / "tls12.pcapng"
 EXAMPLE = ROOT / "examples" / "policy.toml"

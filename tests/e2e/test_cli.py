@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import OWN, SHARED, run_cli
+from helpers import OWN, SHARED, run_cli
 
 DEMO = OWN / "demo.pcapng"
 
@@ -99,11 +99,12 @@ def test_garbage_tls_record_marks_the_session(tmp_path):
     import sys as _sys
 
     _sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from pcaptools import connection, data_packets, read, write
+    from helpers import connection_packets, read
+    from pcaptools import data_packets, write
 
     packets = read(OWN / "tls12.pcapng")
     truth = json.loads((OWN / "tls12.truth.json").read_text())["sessions"][0]
-    idx = connection(packets, truth["server_port"])
+    idx = connection_packets(packets, truth["server_port"])
     pkts = [packets[i] for i in idx]
     first = data_packets(pkts, list(range(len(pkts))), from_port=truth["server_port"])[0]
     ts, lt, frame, orig, iface = pkts[first]

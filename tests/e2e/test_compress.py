@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import OWN, run_tshark
+from helpers import OWN, run_tshark
 
 import tlsinspect
 

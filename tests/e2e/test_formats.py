@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import OWN, run_cli
+from helpers import OWN, run_cli
 
 from tlsinspect import cli
 from tlsinspect.report.flat import columns

@@ -9,8 +9,8 @@ from __future__ import annotations
 import re
 
 import pytest
-from conftest import OWN, run_cli
-from pcaptools import fragment, read, tcp_info, write
+from helpers import OWN, read, run_cli, tcp_info
+from pcaptools import fragment, write
 from test_vs_tshark import ours, tshark_facts, tshark_messages
 
 import tlsinspect

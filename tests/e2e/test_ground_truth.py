@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import OWN, SHARED, blind_verdict, run_tshark, shared_view
+from helpers import OWN, SHARED, blind_verdict, run_tshark, shared_view
 
 import tlsinspect
 

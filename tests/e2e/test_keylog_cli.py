@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import OWN, run_cli
+from helpers import OWN, run_cli
 
 TLS13 = OWN / "tls13.pcapng"
 

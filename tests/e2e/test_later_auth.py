@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import OWN, run_tshark
+from helpers import OWN, run_tshark
 from test_vs_tshark import NAME_TO_TYPE
 
 import tlsinspect

@@ -25,6 +25,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -104,61 +105,40 @@ def net() -> Iterator[Net]:
 
 @pytest.fixture(scope="module")
 def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    from certs import Made, make, name
     from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+    from cryptography.x509.oid import ExtendedKeyUsageOID
 
     d = tmp_path_factory.mktemp("pki")
     now = datetime.datetime.now(datetime.timezone.utc)
 
-    def name(cn: str) -> x509.Name:
-        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-    def make(cn: str, issuer: tuple | None, eku: list | None, sans: list | None) -> tuple:
-        key = ec.generate_private_key(ec.SECP256R1())
-        b = (
-            x509.CertificateBuilder()
-            .subject_name(name(cn))
-            .issuer_name(issuer[0].subject if issuer else name(cn))
-            .public_key(key.public_key())
-            .serial_number(x509.random_serial_number())
-            .not_valid_before(now - datetime.timedelta(hours=1))
-            .not_valid_after(now + datetime.timedelta(days=30))
-            .add_extension(x509.BasicConstraints(ca=issuer is None, path_length=None), True)
-        )
-        if eku:
-            b = b.add_extension(x509.ExtendedKeyUsage(eku), False)
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName(sans), False)
-        cert = b.sign(issuer[1] if issuer else key, hashes.SHA256())
-        return cert, key
-
-    def save(stem: str, cert: x509.Certificate, key: ec.EllipticCurvePrivateKey) -> None:
-        (d / f"{stem}.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-        (d / f"{stem}.key").write_bytes(
-            key.private_bytes(
-                serialization.Encoding.PEM,
-                serialization.PrivateFormat.PKCS8,
-                serialization.NoEncryption(),
-            )
+    def live(cn: str, issuer: Made | None = None, **kwargs: Any) -> Made:
+        return make(
+            cn,
+            issuer,
+            subject=name(cn, None),
+            ca=issuer is None,
+            start=now - datetime.timedelta(hours=1),
+            not_after=now + datetime.timedelta(days=30),
+            serial=x509.random_serial_number(),
+            key_ids=False,
+            **kwargs,
         )
 
-    ca = make("Live Test Root CA", None, None, None)
-    server = make(
+    ca = live("Live Test Root CA")
+    server = live(
         "server.live.test",
         ca,
-        [ExtendedKeyUsageOID.SERVER_AUTH],
-        [
+        eku=[ExtendedKeyUsageOID.SERVER_AUTH],
+        san=[
             x509.DNSName("server.live.test"),
             x509.IPAddress(ipaddress.ip_address(SERVER_IP)),
             x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
         ],
     )
-    client = make("client-live", ca, [ExtendedKeyUsageOID.CLIENT_AUTH], None)
-    save("ca", *ca)
-    save("server", *server)
-    save("client", *client)
+    client = live("client-live", ca, eku=[ExtendedKeyUsageOID.CLIENT_AUTH])
+    for stem, made in (("ca", ca), ("server", server), ("client", client)):
+        made.save(d / f"{stem}.pem", d / f"{stem}.key")
     return d
 
 

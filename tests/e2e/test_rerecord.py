@@ -9,7 +9,7 @@ import subprocess
 import sys
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from test_ground_truth import check_truth
 from test_vs_tshark import ours, tshark_messages
 

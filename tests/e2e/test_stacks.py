@@ -15,7 +15,7 @@ from collections import Counter, defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import OWN, blind_verdict
+from helpers import OWN, blind_verdict
 
 import tlsinspect
 

@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import OWN
-from pcaptools import connection, data_packets, read, split, tcp_info, write
+from helpers import OWN, connection_packets, read, tcp_info
+from pcaptools import data_packets, split, write
 from test_vs_tshark import ours, tshark_messages
 
 import tlsinspect
@@ -26,7 +26,7 @@ def packets():
 
 
 def only_mutual(packets):
-    return [packets[i] for i in connection(packets, PORT)]
+    return [packets[i] for i in connection_packets(packets, PORT)]
 
 
 def session(path: Path) -> dict:

@@ -14,8 +14,8 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import run_tshark
-from pcaptools import read, tcp_info, write
+from helpers import read, run_tshark, tcp_info
+from pcaptools import write
 from test_vs_tshark import ours, tshark_messages
 
 import tlsinspect

@@ -16,8 +16,8 @@ import json
 from pathlib import Path
 
 import pytest
-from conftest import OWN, run_cli, run_tshark
-from pcaptools import connection, read, write
+from helpers import OWN, connection_packets, read, run_cli, run_tshark
+from pcaptools import write
 from test_vs_tshark import ours, tshark_messages
 
 import tlsinspect
@@ -154,12 +154,13 @@ def test_echoed_session_id_is_not_a_resumption(tmp_path, tshark, version):
     earlier TLS 1.2 mutual session: a full handshake of its own, neither `resumed` nor linked to
     that session. Only a pre_shared_key in the ServerHello is a TLS 1.3 resumption."""
     tls12 = read(TLS12)
-    full = [tls12[i] for i in connection(tls12, 8406)]  # full handshake, then its resumption
+    # the full handshake, then its resumption
+    full = [tls12[i] for i in connection_packets(tls12, 8406)]
     sid = _server_session_id(full, 8406)
     assert len(sid) == 32
     one_way = 8432
     tls13 = read(TLS13)
-    mine = [tls13[i] for i in connection(tls13, one_way)]
+    mine = [tls13[i] for i in connection_packets(tls13, one_way)]
     mine = rewrite(mine, lambda p: rewrite_hello(p, version, session_id=sid))
     last = full[-1][0]
     mine = [(last + 10**9 + k, lt, d, o, i) for k, (_ts, lt, d, o, i) in enumerate(mine)]

@@ -12,8 +12,8 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import OWN, SHARED, run_tshark
-from test_vs_tshark import ENDPOINT_FIELDS, NAME_TO_TYPE, _decode_as, _endpoint, endpoints
+from helpers import OWN, SHARED
+from test_vs_tshark import NAME_TO_TYPE, _endpoint, tshark_messages
 
 import tlsinspect
 
@@ -27,23 +27,6 @@ KEYED = [
     (SHARED / "scapy__tls_nss_example.pcap", SHARED / "scapy__tls_nss_example.keys.txt"),
 ]
 IDS = [c.name for c, _ in KEYED]
-
-
-def tshark_messages_with_keys(tshark: str, capture: Path, keylog: Path) -> dict:
-    rows = run_tshark(
-        tshark,
-        capture,
-        [*ENDPOINT_FIELDS, "tls.handshake.type"],
-        "tcp and tls.handshake.type",
-        decode_as=_decode_as(capture),
-        keylog=keylog,
-    )
-    theirs: dict[frozenset, list[tuple[str, int]]] = {}
-    for row in rows:
-        src, dst, (types,) = endpoints(row)
-        for t in types.split(","):
-            theirs.setdefault(frozenset((src, dst)), []).append((src, int(t)))
-    return theirs
 
 
 def by_client(sessions: list[dict]) -> dict[str, dict]:
@@ -68,7 +51,7 @@ def test_inferred_verdict_equals_decrypted_verdict(capture: Path, keylog: Path):
 
 @pytest.mark.parametrize("capture, keylog", KEYED, ids=IDS)
 def test_decrypted_messages_match_tshark_with_the_same_key_log(tshark, capture, keylog):
-    theirs = tshark_messages_with_keys(tshark, capture, keylog)
+    theirs = tshark_messages(tshark, capture, keylog)
     mine: dict[frozenset, list[tuple[str, int]]] = {}
     for s in tlsinspect.sessions(capture, keylog=keylog):
         c = _endpoint(s["client_ip"], s["client_port"])

@@ -14,10 +14,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import OWN, own_captures, run_cli, run_tshark, shared_captures
+from helpers import OWN, own_captures, read, run_cli, run_tshark, shared_captures
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pcaptools import read, write
+from pcaptools import write
 
 from tlsinspect.engines.builtin import Analyzer
 

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 
 import pytest
-from conftest import OWN, SHARED, own_captures, shared_captures, shared_view
+from helpers import OWN, SHARED, own_captures, shared_captures, shared_view
 
 from tlsinspect.cli import compare
 

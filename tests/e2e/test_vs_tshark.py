@@ -9,7 +9,7 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from conftest import own_captures, run_cli, run_tshark, shared_captures, shared_view
+from helpers import own_captures, run_cli, run_tshark, shared_captures, shared_view
 
 import tlsinspect
 from tlsinspect.tls import registry as reg
@@ -51,14 +51,18 @@ def endpoints(row: list[str]) -> tuple[str, str, list[str]]:
     return src, dst, rest
 
 
-def tshark_messages(tshark: str, capture: Path) -> dict[frozenset, list[tuple[str, int]]]:
-    """Plaintext handshake messages per TCP connection, as (sender endpoint, type) in order."""
+def tshark_messages(
+    tshark: str, capture: Path, keylog: Path | None = None
+) -> dict[frozenset, list[tuple[str, int]]]:
+    """Handshake messages per TCP connection, as (sender endpoint, type) in order: the plaintext
+    ones, and the encrypted ones tshark decrypts with `keylog`."""
     rows = run_tshark(
         tshark,
         capture,
         [*ENDPOINT_FIELDS, "tls.handshake.type"],
         "tcp and tls.handshake.type",  # not QUIC's CRYPTO frames
         decode_as=_decode_as(capture),
+        keylog=keylog,
     )
     out: dict[frozenset, list[tuple[str, int]]] = defaultdict(list)
     for row in rows:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from conftest import OWN
+from helpers import OWN
 
 import tlsinspect
 from tlsinspect.policy import evaluate, parse_policy

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import OWN
+from helpers import OWN
 from policytools import TLS12, rule, run, tls12_rows
 
 import tlsinspect

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from conftest import ROOT
+from helpers import ROOT
 from policytools import rule
 
 from tlsinspect.policy import PolicyError, parse_policy

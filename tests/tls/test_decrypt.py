@@ -27,18 +27,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import pytest
-from conftest import OWN, SHARED, run_tshark
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from certs import make, name
+from cryptography.hazmat.primitives import hashes
+from helpers import OWN, SHARED, read, run_tshark, tcp_connections
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pcaptools import read
 
 from tlsinspect.errors import DecodeError
-from tlsinspect.net.link import locate_tcp
-from tlsinspect.net.reassembly import Gap, HalfStream
 from tlsinspect.tls import registry as reg
 from tlsinspect.tls.decrypt import (
     AES_CBC,
@@ -198,38 +193,6 @@ def decrypt_session(client: list[Record], server: list[Record], keylog: KeyLog) 
 # -- the captures with key logs, against tshark ------------------------------------------------
 
 
-@dataclass
-class Connection:
-    index: int  # tshark's tcp.stream: connections numbered in order of their first packet
-    streams: dict[int, bytearray] = field(default_factory=dict)  # source port -> bytes sent
-    halves: dict[int, HalfStream] = field(default_factory=dict)
-
-
-def connections(capture: Path) -> list[Connection]:
-    """Each TCP connection's two byte streams, reassembled in sequence order."""
-    found: dict[frozenset[tuple[bytes, int]], Connection] = {}
-    for _ts, linktype, data, _orig_len, _iface in read(capture):
-        loc = locate_tcp(linktype, data)
-        if loc is None:
-            continue
-        src, dst, t, end = loc
-        sport = int.from_bytes(data[t : t + 2], "big")
-        dport = int.from_bytes(data[t + 2 : t + 4], "big")
-        seq = int.from_bytes(data[t + 4 : t + 8], "big")
-        payload = bytes(data[t + (data[t + 12] >> 4) * 4 : end])
-        key = frozenset({(bytes(src), sport), (bytes(dst), dport)})
-        conn = found.setdefault(key, Connection(len(found)))
-        half = conn.halves.setdefault(sport, HalfStream())
-        stream = conn.streams.setdefault(sport, bytearray())
-        if data[t + 13] & 0x02:  # SYN
-            half.syn(seq)
-        if payload:
-            for chunk in half.segment(seq, payload):
-                assert not isinstance(chunk, Gap), f"{capture.name}: bytes missing"
-                stream += chunk
-    return list(found.values())
-
-
 KEYED = [
     (OWN / "tls13.pcapng", OWN / "tls13.keylog"),
     (OWN / "demo.pcapng", OWN / "demo.keylog"),
@@ -246,8 +209,9 @@ def capture_sessions(capture: Path, keylog_path: Path) -> dict[tuple[int, int], 
     """Sessions by (tcp.stream, server port), with the client's port."""
     keylog = parse_keylog(keylog_path.read_bytes())
     out = {}
-    for conn in connections(capture):
-        (port_a, a), (port_b, b) = conn.streams.items()
+    packets = read(capture)
+    for conn in tcp_connections(packets):
+        (port_a, port_b), a, b = conn.ports, conn.stream(0, packets), conn.stream(1, packets)
         if a[:1] != b"\x16" or a[5:6] != b"\x01":  # the client sends the ClientHello
             (port_a, a), (port_b, b) = (port_b, b), (port_a, a)
         session = decrypt_session(cut_records(bytes(a)), cut_records(bytes(b)), keylog)
@@ -648,26 +612,17 @@ def pki(tmp_path_factory: pytest.TempPathFactory) -> Path:
     if shutil.which("openssl") is None:
         pytest.fail("the openssl command is not installed (apt-get install openssl)")
     folder = tmp_path_factory.mktemp("pki")
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "decrypt.example.test")])
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(1)
-        .not_valid_before(datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc))
-        .not_valid_after(datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc))
-        .sign(key, hashes.SHA256())
+    cn = "decrypt.example.test"
+    made = make(
+        cn,
+        subject=name(cn, None),
+        ca=None,
+        key_ids=False,
+        serial=1,
+        start=datetime.datetime(2020, 1, 1, tzinfo=datetime.timezone.utc),
+        not_after=datetime.datetime(2100, 1, 1, tzinfo=datetime.timezone.utc),
     )
-    (folder / "key.pem").write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-    )
-    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    made.save(folder / "cert.pem", folder / "key.pem")
     return folder
 
 

@@ -8,7 +8,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import OWN, SHARED
+from helpers import OWN, SHARED
 from hypothesis import given
 from hypothesis import strategies as st
 

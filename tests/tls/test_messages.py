@@ -1,11 +1,21 @@
-"""Parsers of single handshake messages, on bodies built field by field from the RFCs."""
+"""Parsers of single handshake messages: on bodies built field by field from the RFCs, and on
+the real messages of tests/tls/fixtures, against tshark's dissection of the same bytes."""
 
 import pytest
+from helpers import (
+    FIXTURES,
+    OWN,
+    fixture_bytes,
+    fixture_message,
+    fixture_table,
+    tshark_handshakes,
+)
 from hypothesis import given
 from hypothesis import strategies as st
 
 from tlsinspect.errors import DecodeError
 from tlsinspect.tls import messages as m
+from tlsinspect.tls.compression import CompressedCertificate, parse_compressed_certificate
 
 
 def v8(b: bytes) -> bytes:
@@ -209,3 +219,252 @@ def test_client_offering_the_rfc_and_drafts_offers_the_rfc_first():
         supported_versions=(0x7A7A, 0x7F17, 0x7F1C, 0x0303),
     )
     assert older.max_version == 0x7F1C
+
+
+# -- real messages: the fixtures cut from the recorded captures (tests/tls/fixtures) ------------
+
+# RFC 8446 section 4.1.3: the random of a HelloRetryRequest, SHA-256 of "HelloRetryRequest"
+RFC8446_HRR_RANDOM = "cf21ad74e59a6111be1d8c021e65b891c2a211167abb8c5e079e09e2c8a8339c"
+FIXTURE_NAMES = sorted(fixture_table())
+
+
+def _ints(values: list[str], base: int = 10) -> list[int]:
+    return [int(v, base) for v in values]
+
+
+def _extensions(d) -> list[tuple[int, int]]:
+    return list(
+        zip(
+            _ints(d.get("tls.handshake.extension.type")),
+            _ints(d.get("tls.handshake.extension.len")),
+            strict=True,
+        )
+    )
+
+
+def _first(values: list[str], default: object = None) -> object:
+    return values[0] if values else default
+
+
+def tshark_view(d, version: int) -> dict[str, object]:
+    """The fields of a message as tshark dissected it, named as tlsinspect names them."""
+    t = d.msg_type
+    length = int(d.one("tls.handshake.length"))
+    if t == 1:
+        exts = _extensions(d)
+        ticket = [n for typ, n in exts if typ == 35]
+        return {
+            "legacy_version": int(d.one("tls.handshake.version"), 16),
+            "random": d.one("tls.handshake.random"),
+            "session_id": _first(d.get("tls.handshake.session_id"), ""),
+            "cipher_suites": _ints(d.get("tls.handshake.ciphersuite"), 16),
+            "compression_methods": _ints(d.get("tls.handshake.comp_method")),
+            "extensions": exts,
+            "server_name": _first(d.get("tls.handshake.extensions_server_name")),
+            "alpn": d.get("tls.handshake.extensions_alpn_str"),
+            "supported_versions": _ints(d.get("tls.handshake.extensions.supported_version"), 16),
+            "session_ticket": ticket[0] if ticket and ticket[0] else None,
+            "psk_identities": d.get("tls.handshake.extensions.psk.identity.identity"),
+            "post_handshake_auth": any(typ == 49 for typ, _ in exts),
+            "early_data": any(typ == 42 for typ, _ in exts),
+        }
+    if t == 2:
+        exts = _extensions(d)
+        legacy = int(d.one("tls.handshake.version"), 16)
+        return {
+            "legacy_version": legacy,
+            "random": d.one("tls.handshake.random"),
+            "session_id": _first(d.get("tls.handshake.session_id"), ""),
+            "cipher_suite": int(d.one("tls.handshake.ciphersuite"), 16),
+            "compression_method": int(d.one("tls.handshake.comp_method")),
+            "extensions": exts,
+            "selected_version": int(
+                _first(d.get("tls.handshake.extensions.supported_version"), hex(legacy)), 16
+            ),
+            "retry_request": d.one("tls.handshake.random") == RFC8446_HRR_RANDOM,
+            "psk_accepted": any(typ == 41 for typ, _ in exts),  # RFC 8446 4.2.11
+        }
+    if t in (11, 25):
+        view: dict[str, object] = {
+            "entries": d.get("tls.handshake.certificate"),
+            "context": _first(d.get("tls.handshake.certificate_request_context"), ""),
+            "entry_extensions": _ints(d.get("tls.handshake.extensions_length"))
+            if version == 0x0304
+            else [],
+        }
+        if t == 25:
+            view["algorithm"] = int(d.one("tls.compress_certificate.algorithm"))
+            view["uncompressed_length"] = int(d.one("tls.compress_certificate.uncompressed_length"))
+            view["compressed_length"] = int(
+                d.one("tls.compress_certificate.compressed_certificate_message.length")
+            )
+        return view
+    if t == 13:
+        return {
+            "cert_types": _ints(d.get("tls.handshake.cert_type")),
+            "sig_algs": _ints(d.get("tls.handshake.sig_hash_alg"), 16),
+            "ca_names": _ints(d.get("tls.handshake.dname_len")),
+            "context": _first(d.get("tls.handshake.certificate_request_context"), ""),
+            "extensions": _extensions(d),
+        }
+    if t == 15:
+        return {
+            "scheme": int(d.one("tls.handshake.sig_hash_alg"), 16),
+            "sig_len": int(d.one("tls.handshake.client_cert_vrfy.sig_len")),
+        }
+    if t == 4:
+        return {
+            "lifetime": int(d.one("tls.handshake.session_ticket_lifetime_hint")),
+            "ticket": d.one("tls.handshake.session_ticket"),
+        }
+    if t == 20:
+        return {"verify_data_len": length}
+    return {"msg_type": t, "length": length}
+
+
+def parsed_view(msg: object) -> dict[str, object]:
+    """The same fields of tlsinspect's value."""
+    if isinstance(msg, m.ClientHello):
+        return {
+            "legacy_version": msg.legacy_version,
+            "random": msg.random.hex(),
+            "session_id": msg.session_id.hex(),
+            "cipher_suites": list(msg.cipher_suites),
+            "compression_methods": list(msg.compression_methods),
+            "extensions": [(t, len(data)) for t, data in msg.extensions],
+            "server_name": msg.server_name,
+            "alpn": list(msg.alpn),
+            "supported_versions": list(msg.supported_versions),
+            "session_ticket": len(msg.session_ticket) if msg.session_ticket else None,
+            "psk_identities": [p.hex() for p in msg.psk_identities],
+            "post_handshake_auth": msg.post_handshake_auth,
+            "early_data": msg.early_data,
+        }
+    if isinstance(msg, m.ServerHello):
+        return {
+            "legacy_version": msg.legacy_version,
+            "random": msg.random.hex(),
+            "session_id": msg.session_id.hex(),
+            "cipher_suite": msg.cipher_suite,
+            "compression_method": msg.compression_method,
+            "extensions": [(t, len(data)) for t, data in msg.extensions],
+            "selected_version": msg.selected_version,
+            "retry_request": msg.retry_request,
+            "psk_accepted": msg.psk_accepted,
+        }
+    if isinstance(msg, m.Certificate):
+        view: dict[str, object] = {
+            "entries": [e.hex() for e in msg.entries],
+            "context": msg.context.hex(),
+            "entry_extensions": [sum(4 + len(data) for _, data in e) for e in msg.entry_extensions],
+        }
+        if isinstance(msg, CompressedCertificate):
+            view["algorithm"] = msg.algorithm
+            view["uncompressed_length"] = msg.uncompressed_length
+            view["compressed_length"] = msg.compressed_length
+        return view
+    if isinstance(msg, m.CertificateRequest):
+        return {
+            "cert_types": list(msg.cert_types),
+            "sig_algs": list(msg.sig_algs),
+            "ca_names": [len(n) for n in msg.ca_names],
+            "context": msg.context.hex(),
+            "extensions": [(t, len(data)) for t, data in msg.extensions],
+        }
+    if isinstance(msg, m.CertificateVerify):
+        return {"scheme": msg.scheme, "sig_len": msg.sig_len}
+    if isinstance(msg, m.NewSessionTicket):
+        return {"lifetime": msg.lifetime, "ticket": msg.ticket.hex()}
+    if isinstance(msg, m.Finished):
+        return {"verify_data_len": msg.verify_data_len}
+    assert isinstance(msg, m.OtherHandshake), msg
+    return {"msg_type": msg.msg_type, "length": msg.length}
+
+
+def _dissected(tshark: str, name: str):
+    f = fixture_table()[name]
+    keylog = OWN / f.keylog if f.keylog else None
+    found = [
+        d
+        for d in tshark_handshakes(tshark, OWN / f.capture, f.frame, [f.port], keylog)
+        if d.msg_type == f.msg_type
+    ]
+    return found[f.nth]
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_fixture_is_the_message_tshark_dissects_in_its_frame(tshark, name):
+    raw = fixture_bytes(name)
+    d = _dissected(tshark, name)
+    assert raw == d.raw
+    assert raw[0] == fixture_table()[name].msg_type
+    assert int.from_bytes(raw[1:4], "big") == len(raw) - 4 == int(d.one("tls.handshake.length"))
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_fixture_parses_to_what_tshark_dissects(tshark, name):
+    msg = fixture_message(name)
+    assert msg.msg_type == fixture_table()[name].msg_type or isinstance(msg, CompressedCertificate)
+    assert parsed_view(msg) == tshark_view(_dissected(tshark, name), fixture_table()[name].version)
+
+
+@pytest.mark.parametrize("name", FIXTURE_NAMES)
+def test_fixture_body_is_consumed_whole(name):
+    """A parser that reads fields stops exactly at the end of the body (a byte more is a
+    decode error); Finished and the messages kept by type and size count every byte."""
+    raw = fixture_bytes(name)
+    f = fixture_table()[name]
+    msg = fixture_message(name)
+    if isinstance(msg, m.Finished):
+        assert msg.verify_data_len == len(raw) - 4
+    elif isinstance(msg, m.OtherHandshake):
+        assert msg.length == len(raw) - 4
+    else:
+        with pytest.raises(DecodeError):
+            if f.msg_type == 25:
+                parse_compressed_certificate(raw[4:] + b"\x00", f.version)
+            else:
+                m.parse_handshake(f.msg_type, raw[4:] + b"\x00", f.version)
+
+
+def test_fixtures_readme_names_each_file_with_its_capture_and_frame():
+    readme = (FIXTURES / "README.md").read_text()
+    rows = {
+        line.split("|")[1].strip(" `"): line
+        for line in readme.splitlines()
+        if line.startswith("| `")
+    }
+    assert sorted(rows) == sorted(p.name for p in FIXTURES.glob("*.bin"))
+    for f in fixture_table().values():
+        cells = [c.strip(" `") for c in rows[f.file].split("|")[1:-1]]
+        assert cells[1:4] == [f.capture, str(f.port), str(f.frame)], cells
+        assert cells[4].startswith(f"{f.msg_type} ")
+
+
+def test_the_resuming_client_presents_the_ticket_it_was_issued(tshark):
+    """RFC 5077 3.1: the ticket of the TLS 1.2 NewSessionTicket comes back in the next
+    ClientHello's SessionTicket extension. RFC 8446 4.6.1, 4.2.11: a TLS 1.3 ticket comes back
+    as a pre_shared_key identity; the session resumed on port 8438 got its tickets in frames 129
+    and 131 (tshark decrypts them with the key log)."""
+    issued = fixture_message("new_session_ticket_tls12")
+    assert fixture_message("client_hello_tls12_ticket").session_ticket == issued.ticket
+    ch = fixture_message("client_hello_tls13_psk")
+    assert ch.psk_offered and len(ch.psk_identities) == 1
+    tickets = [
+        d.one("tls.handshake.session_ticket")
+        for frame in (129, 131)
+        for d in tshark_handshakes(
+            tshark, OWN / "tls13.pcapng", frame, [8438], OWN / "tls13.keylog"
+        )
+        if d.msg_type == 4
+    ]
+    assert len(tickets) == 2 and ch.psk_identities[0].hex() in tickets
+
+
+def test_a_client_that_offers_post_handshake_auth_and_the_later_request():
+    """RFC 8446 4.6.2: a post-handshake CertificateRequest carries a non-empty context (the
+    client's Certificate echoes it); one in the handshake has an empty one (4.3.2)."""
+    assert fixture_message("client_hello_tls13_post_handshake_auth").post_handshake_auth
+    assert not fixture_message("client_hello_tls13").post_handshake_auth
+    assert fixture_message("certificate_request_tls13_post_handshake").context != b""
+    assert fixture_message("certificate_request_tls13").context == b""

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import OWN, ROOT, blind_verdict, own_captures
+from helpers import OWN, ROOT, blind_verdict, own_captures
 
 pd = pytest.importorskip("pandas")
 
@@ -269,7 +269,7 @@ def test_a_capture_without_tls_gives_empty_typed_frames(tmp_path):
 
 
 def test_a_ca_bundle_adds_its_check_as_on_the_command_line():
-    from conftest import run_cli
+    from helpers import run_cli
 
     capture, bundle = OWN / "certs.pcapng", OWN / "certs-pki" / "certs-test-root-ca.pem"
     r = run_cli("--format", "json", "--ca-bundle", bundle, capture)

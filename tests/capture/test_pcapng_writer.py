@@ -12,7 +12,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from conftest import OWN
+from helpers import OWN
 
 import tlsinspect
 from tlsinspect.capture import open_capture

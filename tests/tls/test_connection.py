@@ -1,39 +1,23 @@
-"""Properties of the TLS layer on real recorded handshakes: cutting the byte stream anywhere
-changes no event, and damaged bytes give events, never an exception."""
+"""tlsinspect.tls.connection: properties of TlsConnection on real recorded handshakes: cutting
+the byte stream anywhere changes no event, and damaged bytes give events, never an exception."""
 
 from __future__ import annotations
 
-import sys
 from pathlib import Path
 
 import pytest
+from helpers import OWN, SHARED, read, tcp_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from conftest import OWN, SHARED  # noqa: E402
-from pcaptools import read, tcp_info  # noqa: E402
-
-from tlsinspect.net.link import locate_tcp  # noqa: E402
-from tlsinspect.tls.connection import TlsConnection  # noqa: E402
+from tlsinspect.tls.connection import TlsConnection
 
 SOURCES = [OWN / "tls12.pcapng", OWN / "stacks.pcap", SHARED / "zeek__globus-url-copy.pcap"]
 
 
 def flights(path: Path) -> list[list[tuple[int, bytes]]]:
-    """Per TCP connection, its payloads in capture order as (side, bytes)."""
-    conns: dict[frozenset, list[tuple[int, bytes]]] = {}
-    first: dict[frozenset, tuple[int, int]] = {}
-    for p in read(path):
-        info = tcp_info(p)
-        if not info or not info[3]:
-            continue
-        key = frozenset(info[:2])
-        first.setdefault(key, info[:2])
-        _, _, t, end = locate_tcp(p[1], p[2])
-        payload = p[2][t + (p[2][t + 12] >> 4) * 4 : end]
-        conns.setdefault(key, []).append((0 if info[:2] == first[key] else 1, payload))
-    return list(conns.values())
+    """Per TCP connection that carried data, its payloads in capture order as (side, bytes)."""
+    return [c.payloads for c in tcp_connections(read(path)) if c.payloads]
 
 
 CONNS = [c for src in SOURCES for c in flights(src)]
