@@ -3,8 +3,9 @@
 truth and a key log.
 
 The companion of ``record_wolfssl.py``, whose matrix, programs driver, judging and tshark check
-it reuses. A small C program, ``captures/stacks/mbedtls/peer.c``, is compiled with ``gcc`` into
-a temporary folder and linked with the system's Mbed TLS (Debian ``libmbedtls-dev`` 2.28).
+(``recording/cpeer.py``) it shares. A small C program, ``captures/stacks/mbedtls/peer.c``, is
+compiled with ``gcc`` into a temporary folder and linked with the system's Mbed TLS (Debian
+``libmbedtls-dev`` 2.28).
 Mbed TLS 2.28 has no TLS 1.3, so only the TLS 1.2 half of the matrix is recorded: mutual,
 one-way, cert-requested-not-sent, required-without-cert, refused-unknown-ca and refused-expired,
 each with the Mbed TLS peer as server against ``openssl s_client`` and ``gnutls-cli``, as client
@@ -20,12 +21,11 @@ Usage (as root)::
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import record_wolfssl as rw  # noqa: E402  (matrix, driver, judging, tshark check)
+from recording.cli import CAPTURES
+from recording.core import TLS12
+from recording.cpeer import Stack, run
 
 
 def _mbedtls_version() -> str:
@@ -34,11 +34,11 @@ def _mbedtls_version() -> str:
     return match.group(1) if match else "unknown"
 
 
-MBEDTLS = rw.Stack(
+MBEDTLS = Stack(
     name="mbedtls",
-    source=HERE / "stacks" / "mbedtls" / "peer.c",
+    source=CAPTURES / "stacks" / "mbedtls" / "peer.c",
     libs=("-lmbedtls", "-lmbedx509", "-lmbedcrypto"),
-    versions=(rw.TLS12,),
+    versions=(TLS12,),
     ports=range(9550, 9600),
     pha=False,
     tls12_ec_server=False,
@@ -48,4 +48,4 @@ MBEDTLS = rw.Stack(
 
 
 if __name__ == "__main__":
-    sys.exit(rw.run(MBEDTLS))
+    raise SystemExit(run(MBEDTLS))
