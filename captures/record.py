@@ -23,27 +23,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recording import cli, keylog, truth
+from recording import cli, edge, keylog, scenarios, truth
 from recording.capture import DUMPCAP_LO, TCPDUMP_ANY, TCPDUMP_LO, CaptureTool, capture
 from recording.core import FAILED, MUTUAL, NOT_SENT, ONE_WAY, RESUMED, SERVER_NAME, TLS12, TLS13
-from recording.edge import (
-    CLOSED_BY_SERVER,
-    RESET_BY_SERVER,
-    REUSED_CLIENT_PORT,
-    EdgeConn,
-    EdgeScenario,
-    run_edge,
-)
+from recording.edge import CLOSED_BY_SERVER, RESET_BY_SERVER, EdgeConn, EdgeScenario, run_edge
 from recording.pki import Pki, build_pki
 from recording.programs import tool_versions
-from recording.scenarios import (
-    Conn,
-    PyScenario,
-    StarttlsScenario,
-    run_python,
-    run_starttls,
-    run_tool,
-)
+from recording.scenarios import Conn, PyScenario, StarttlsScenario, run_python, run_starttls
 from recording.tools import ToolScenario
 
 RECORDED_BY = "captures/record.py"
@@ -175,7 +161,7 @@ TCP_EDGE_SCENARIOS: tuple[Scenario, ...] = (
             EdgeConn("tls12-one-way-before-port-reuse", NONE, None, ONE_WAY),
             EdgeConn("tls12-mutual-on-reused-port", REQ, "alice", MUTUAL),
         ),
-        client_port=REUSED_CLIENT_PORT,
+        client_port=edge.REUSED_CLIENT_PORT,
     ),
     EdgeScenario(
         8492,
@@ -246,7 +232,7 @@ def _run(sc: Scenario, pki: Pki, keylog_path: Path | None, verbose: bool) -> lis
         return run_starttls(sc, pki)
     if isinstance(sc, EdgeScenario):
         return run_edge(sc, pki)
-    return run_tool(sc, pki, keylog_path, verbose)
+    return scenarios.run_tool(sc, pki, keylog_path, verbose)
 
 
 def record(spec: CaptureSpec, out: Path, pki: Pki, tools: dict[str, str], verbose: bool) -> int:

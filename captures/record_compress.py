@@ -39,28 +39,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recording import cli, keylog, truth
+from recording import cli, core, keylog, truth
 from recording.capture import DUMPCAP_LO, capture
-from recording.core import (
-    FAILED,
-    HOST,
-    IO_TIMEOUT,
-    MUTUAL,
-    NOT_SENT,
-    ONE_WAY,
-    PING,
-    PONG,
-    SERVER_NAME,
-    TLS12,
-    TLS13,
-    TOOL_TIMEOUT,
-    RecordingError,
-    check,
-)
+from recording.core import FAILED, HOST, IO_TIMEOUT, MUTUAL, PING, PONG, RecordingError, check
 from recording.pki import Identity, Pki, build_pki
 from recording.programs import tool_versions
 from recording.pyssl import client_context, listener, recv_line
-from recording.truth import session_entry, verdict_of
+from recording.truth import Where, session_entry, verdict_of
 
 try:
     import tlslite
@@ -105,7 +90,7 @@ class LateScenario:
 
 
 TLS13_SCENARIOS = (
-    Tls13Scenario(9600, "tls13-compressed-zlib-one-way", ONE_WAY, ("zlib",)),
+    Tls13Scenario(9600, "tls13-compressed-zlib-one-way", core.ONE_WAY, ("zlib",)),
     Tls13Scenario(
         9601,
         "tls13-compressed-brotli-mutual",
@@ -125,7 +110,7 @@ TLS13_SCENARIOS = (
     Tls13Scenario(
         9604,
         "tls13-compressed-cert-requested-not-sent",
-        NOT_SENT,
+        core.NOT_SENT,
         ("zlib",),
         ("zlib",),
         None,
@@ -240,7 +225,7 @@ def _serving(port: int, work: Callable[[socket.socket], None]) -> Iterator[list[
     try:
         yield errors
     finally:
-        thread.join(TOOL_TIMEOUT)
+        thread.join(core.TOOL_TIMEOUT)
         sock.close()
 
 
@@ -281,9 +266,9 @@ def _tls13_client(
     settings = _settings((3, 4), sc.client_sends, sc.server_sends or ("zlib",))
     if identity is not None:
         chain, key = _chain(identity)
-        conn.handshakeClientCert(chain, key, settings=settings, serverName=SERVER_NAME)
+        conn.handshakeClientCert(chain, key, settings=settings, serverName=core.SERVER_NAME)
     else:
-        conn.handshakeClientCert(settings=settings, serverName=SERVER_NAME)
+        conn.handshakeClientCert(settings=settings, serverName=core.SERVER_NAME)
     result["server_chain"] = _cns(conn.session.serverCertChain)
     result["client_random"] = bytes(conn._clientRandom)
     result["secrets"] = taps.secrets.get(id(conn._recordLayer), [])
@@ -301,7 +286,7 @@ def run_tls13(sc: Tls13Scenario, pki: Pki, keylog: Path, taps: Taps) -> dict[str
         run = lambda: _catch(lambda: _tls13_client(sc, identity, taps, result), errors)  # noqa: E731
         cthread = threading.Thread(target=run, name=client_thread)
         cthread.start()
-        cthread.join(TOOL_TIMEOUT)
+        cthread.join(core.TOOL_TIMEOUT)
     if errors or not result.get("pong"):
         raise RecordingError(f"{sc.scenario}: {'; '.join(errors) or 'no pong'}")
     if len(result["secrets"]) < 2:
@@ -317,20 +302,9 @@ def run_tls13(sc: Tls13Scenario, pki: Pki, keylog: Path, taps: Taps) -> dict[str
     check(name, "server chain the client received", result["server_chain"], [*pki.server.sent])
     verdict = verdict_of(requested=sc.request, resumed=False, completed=True, cert_sent=bool(sent))
     check(name, "verdict", verdict, sc.expect)
-    entry = session_entry(
-        scenario=name,
-        stack="tlslite-ng/tlslite-ng",
-        ip=HOST,
-        client_port=result["port"],
-        server_port=sc.port,
-        version=TLS13,
-        sni=SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=None,
-        client_chain=tuple(sent) if sc.request else None,
-        server_chain=pki.server.sent,
-    )
+    where = Where(name, "tlslite-ng/tlslite-ng", sc.port, core.TLS13, result["port"])
+    chain = tuple(sent) if sc.request else None
+    entry = session_entry(where, verdict, chain, pki.server.sent)
     entry["compressed_certificate"] = {
         "server": server_comp[0] if server_comp else None,
         "client": client_comp[0] if client_comp else None,
@@ -402,7 +376,7 @@ def _late_client(
 ) -> tuple[dict[str, Any], list[int]]:
     """Python ``ssl``: ping, pong, close_notify; what it got and the fatal alerts its stack
     read."""
-    ctx = client_context(pki, TLS12, identity, keylog)
+    ctx = client_context(pki, core.TLS12, identity, keylog)
     result: dict[str, Any] = {}
     alerts_read: list[tuple[int, int]] = []  # (level, description) as the client's stack read
 
@@ -414,7 +388,7 @@ def _late_client(
     try:
         raw = socket.create_connection((HOST, sc.port), timeout=IO_TIMEOUT)
         result["port"] = raw.getsockname()[1]
-        with ctx.wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
+        with ctx.wrap_socket(raw, server_hostname=core.SERVER_NAME) as tls:
             try:
                 tls.sendall(PING)
                 result["pong"] = recv_line(tls) == PONG
@@ -450,20 +424,9 @@ def run_late(sc: LateScenario, pki: Pki, keylog: Path) -> dict[str, Any]:
         check(name, "fatal alerts the client read", fatal, [])
     verdict = FAILED if refused else MUTUAL
     check(name, "verdict", verdict, sc.expect)
-    entry = session_entry(
-        scenario=name,
-        stack="python-ssl/tlslite-ng",
-        ip=HOST,
-        client_port=result["port"],
-        server_port=sc.port,
-        version=TLS12,
-        sni=SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=alert,
-        client_chain=identity.sent,
-        server_chain=pki.server.sent,
-    )
+    where = Where(name, "python-ssl/tlslite-ng", sc.port, core.TLS12, result["port"])
+    chain = identity.sent
+    entry = session_entry(where, verdict, chain, pki.server.sent, alert=alert)
     # the refusal travels encrypted after the server's Finished: without the key log the
     # capture shows a completed mutual handshake and an unreadable alert record
     entry["late_refusal"] = refused

@@ -35,48 +35,22 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recording import cli, keylog, truth, tshark
+from recording import cli, core, keylog, programs, tools, truth, tshark
 from recording.capture import (
     DUMPCAP_LO,
     capture,
 )
-from recording.core import (
-    FAILED,
-    HOST,
-    MUTUAL,
-    NOT_SENT,
-    ONE_WAY,
-    PING,
-    SERVER_NAME,
-    TLS12,
-    TLS13,
-    TOOL_TIMEOUT,
-    RecordingError,
-    alert_name,
-    check,
-)
+from recording.core import FAILED, MUTUAL, NOT_SENT, TLS12, TLS13, RecordingError, alert_name, check
 from recording.pki import Pki, build_pki, with_expired_client
-from recording.programs import (
-    Run,
-    clean_env,
-    run_program,
-    serving,
-    tool_versions,
-    version_of,
-    wind_down,
-)
+from recording.programs import Run, clean_env, run_program, serving, tool_versions, version_of
 from recording.tools import (
-    ToolScenario,
+    Endpoint,
     gnutls_client_cmd,
     gnutls_client_port,
-    gnutls_server_cmd,
     msg_log,
-    openssl_client_cmd,
-    openssl_server_cmd,
     readable,
-    run_client_tool,
 )
-from recording.truth import session_entry, verdict_of
+from recording.truth import Where, chain_sent, session_entry, verdict_of
 
 RECORDED_BY = "captures/record_go.py"
 NAME = "stack_go"
@@ -106,7 +80,7 @@ class Case:
 CASES = (
     Case("mutual", "require", "alice", MUTUAL),
     # the client has a certificate, but the server does not ask for it
-    Case("one-way", "none", "bob", ONE_WAY),
+    Case("one-way", "none", "bob", core.ONE_WAY),
     Case("cert-requested-not-sent", "optional", None, NOT_SENT),
     # verdict_of: an empty client Certificate is cert-requested-not-sent even if refused
     Case("required-without-cert", "require", None, NOT_SENT, refused=True),
@@ -118,36 +92,20 @@ REQUEST = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "require": ssl.
 
 
 @dataclass(frozen=True)
-class Session:
-    pair: str
+class Session(core.Pairing):
+    stack: str
     version: str
     case: Case
     port: int
 
     @property
-    def server(self) -> str:
-        return self.pair.split("/")[0]
-
-    @property
-    def client(self) -> str:
-        return self.pair.split("/")[1]
-
-    @property
     def scenario(self) -> str:
         tag = "tls13" if self.version == TLS13 else "tls12"
-        return f"{tag}-{self.case.name}-{self.pair.replace('/', '-')}"
+        return f"{tag}-{self.case.name}-{self.stack.replace('/', '-')}"
 
-    def tool_scenario(self) -> ToolScenario:
-        """The same session in the form record.py's command builders take."""
-        return ToolScenario(
-            self.scenario,
-            self.port,
-            self.version,
-            self.pair,
-            REQUEST[self.case.auth],
-            self.case.client_id,
-            self.case.expect,
-        )
+    def tool_scenario(self) -> Endpoint:
+        """The session as the tools' command lines take it."""
+        return Endpoint(self.port, self.version, REQUEST[self.case.auth])
 
 
 def sessions() -> list[Session]:
@@ -195,15 +153,15 @@ class Programs:
     keylog: Path
 
     def go_server(self, s: Session) -> list[str]:
-        cmd = [str(self.go), "-mode", "server", "-addr", f"{HOST}:{s.port}"]
+        cmd = [str(self.go), "-mode", "server", "-addr", f"{core.HOST}:{s.port}"]
         cmd += ["-version", GO_VERSION[s.version], "-auth", s.case.auth]
         cmd += ["-cert", str(self.pki.server.chain), "-key", str(self.pki.server.key)]
         return cmd + ["-ca", str(self.pki.root), "-keylog", str(self.keylog)]
 
     def go_client(self, s: Session) -> list[str]:
-        cmd = [str(self.go), "-mode", "client", "-addr", f"{HOST}:{s.port}"]
+        cmd = [str(self.go), "-mode", "client", "-addr", f"{core.HOST}:{s.port}"]
         cmd += ["-version", GO_VERSION[s.version], "-ca", str(self.pki.root)]
-        cmd += ["-servername", SERVER_NAME, "-keylog", str(self.keylog)]
+        cmd += ["-servername", core.SERVER_NAME, "-keylog", str(self.keylog)]
         identity = self.pki.client(s.case.client_id)
         if identity is not None:
             cmd += ["-cert", str(identity.chain), "-key", str(identity.key)]
@@ -213,16 +171,16 @@ class Programs:
         if s.server == "go":
             return self.go_server(s), clean_env()
         if s.server == "openssl":
-            cmd = openssl_server_cmd(s.tool_scenario(), self.pki)
+            cmd = tools.openssl_server_cmd(s.tool_scenario(), self.pki)
             return cmd + ["-msg", "-keylogfile", str(self.keylog)], clean_env()
-        return gnutls_server_cmd(s.tool_scenario(), self.pki), clean_env(self.keylog)
+        return tools.gnutls_server_cmd(s.tool_scenario(), self.pki), clean_env(self.keylog)
 
     def client(self, s: Session) -> tuple[list[str], dict[str, str]]:
         identity = self.pki.client(s.case.client_id)
         if s.client == "go":
             return self.go_client(s), clean_env()
         if s.client == "openssl":
-            cmd = openssl_client_cmd(s.tool_scenario(), self.pki, identity, self.keylog)
+            cmd = tools.openssl_client_cmd(s.tool_scenario(), self.pki, identity, self.keylog)
             return cmd + ["-msg"], clean_env()
         cmd = gnutls_client_cmd(s.tool_scenario(), self.pki, identity)
         return cmd, clean_env(self.keylog)
@@ -237,10 +195,10 @@ def run_pair(s: Session, progs: Programs) -> tuple[Run, Run]:
     with serving(server_cmd, s.port, server_env, merge=False) as server:
         client_cmd, client_env = progs.client(s)
         if s.client == "go":
-            client = run_program(client_cmd, client_env, TOOL_TIMEOUT + 5)
+            client = run_program(client_cmd, client_env, core.TOOL_TIMEOUT + 5)
         else:
-            client = run_client_tool(client_cmd, client_env, REPLY[s.server])
-        wind_down(server, s.port, exits=s.server != "gnutls", timeout=3.0)
+            client = tools.run_client_tool(client_cmd, client_env, REPLY[s.server])
+        programs.wind_down(server, s.port, exits=s.server != "gnutls", timeout=3.0)
     return server.finish(), client
 
 
@@ -314,7 +272,7 @@ def server_view(s: Session, run: Run, pki: Pki) -> ServerView:
             view.cert_count = {"rejected": 1, "empty": 0}.get(what)
             view.sent_alert = "bad_certificate" if what else None  # crypto/tls 1.19 sends 42
         received = [e.get("received") for e in events if e["event"] == "data"]
-        view.completed = PING.decode() in received and any(
+        view.completed = core.PING.decode() in received and any(
             e.get("sent") == "pong\n" for e in events
         )
         return view
@@ -413,20 +371,9 @@ def judge(s: Session, pki: Pki, sv: ServerView, cv: ClientView, labels: set[str]
         check(name, "alert the client received", cv.alert is not None, True)
     if sv.sent_alert is not None and cv.alert is not None:
         check(name, "alert sent and received", cv.alert, sv.sent_alert)
-    entry = session_entry(
-        scenario=name,
-        stack=s.pair,
-        ip=HOST,
-        client_port=sv.client_port or cv.client_port,
-        server_port=s.port,
-        version=s.version,
-        sni=SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=cv.alert,
-        client_chain=None if not sv.requested else (identity.sent if cert_sent else ()),
-        server_chain=pki.server.sent,
-    )
+    where = Where(name, s.stack, s.port, s.version, sv.client_port or cv.client_port)
+    chain = chain_sent(sv.requested, cert_sent, identity)
+    entry = session_entry(where, verdict, chain, pki.server.sent, alert=cv.alert)
     entry.update(
         keyed=keylog.keyed(s.version, labels),
         keylog_labels=sorted(labels),

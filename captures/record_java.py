@@ -32,46 +32,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recording import cli, keylog, truth, tshark
+from recording import cli, core, keylog, programs, tools, truth, tshark
 from recording.capture import (
     DUMPCAP_LO,
     capture,
 )
-from recording.core import (
-    ALERTS,
-    FAILED,
-    HOST,
-    MUTUAL,
-    NOT_SENT,
-    ONE_WAY,
-    PING,
-    PONG,
-    SERVER_NAME,
-    TLS12,
-    TLS13,
-    RecordingError,
-    check,
-)
+from recording.core import ALERTS, FAILED, MUTUAL, NOT_SENT, TLS12, TLS13, RecordingError, check
 from recording.pki import Identity, Pki, build_pki, with_expired_client
-from recording.programs import (
-    clean_env,
-    run_checked,
-    run_program,
-    serving,
-    tool_versions,
-    version_of,
-    wind_down,
-)
+from recording.programs import clean_env, run_checked, run_program, serving, tool_versions
 from recording.tls13records import record_layer
 from recording.tools import (
-    ToolScenario,
+    Endpoint,
     gnutls_client_cmd,
     gnutls_server_cmd,
     openssl_client_cmd,
-    openssl_server_cmd,
-    run_client_tool,
 )
-from recording.truth import session_entry, verdict_of
+from recording.truth import Where, chain_sent, session_entry, verdict_of
 from recording.tshark import Checked
 
 RECORDED_BY = "captures/record_java.py"
@@ -103,7 +79,9 @@ class Kind:
 
 KINDS = (
     Kind("mutual", "need", "alice", MUTUAL),
-    Kind("one-way", "none", "bob", ONE_WAY),  # the client has a certificate; nobody asks for it
+    Kind(
+        "one-way", "none", "bob", core.ONE_WAY
+    ),  # the client has a certificate; nobody asks for it
     Kind("cert-requested-not-sent", "want", None, NOT_SENT),
     Kind("required-without-cert", "need", None, NOT_SENT),  # verdict_of: empty Certificate
     Kind("refused-unknown-ca", "need", "mallory", FAILED),
@@ -115,20 +93,12 @@ FIRST_PORT = {TLS13: 9200, TLS12: 9240}
 
 
 @dataclass(frozen=True)
-class Scenario:
+class Scenario(core.Pairing):
     name: str
     port: int
     version: str
     stack: str  # "SERVER/CLIENT"
     kind: Kind
-
-    @property
-    def server(self) -> str:
-        return self.stack.split("/")[0]
-
-    @property
-    def client(self) -> str:
-        return self.stack.split("/")[1]
 
     @property
     def requested(self) -> bool:
@@ -197,11 +167,8 @@ def _java_cmd(classes: Path, mode: str, opts: dict[str, str]) -> list[str]:
     return cmd
 
 
-def _tool_scenario(sc: Scenario) -> ToolScenario:
-    request = REQUEST[sc.kind.auth]
-    return ToolScenario(
-        sc.name, sc.port, sc.version, sc.stack, request, sc.kind.client_id, sc.kind.expect
-    )
+def _tool_scenario(sc: Scenario) -> Endpoint:
+    return Endpoint(sc.port, sc.version, REQUEST[sc.kind.auth])
 
 
 def server_cmd(
@@ -218,7 +185,7 @@ def server_cmd(
         }
         return _java_cmd(classes, "server", opts), clean_env()
     if sc.server == "openssl":
-        cmd = openssl_server_cmd(_tool_scenario(sc), pki)
+        cmd = tools.openssl_server_cmd(_tool_scenario(sc), pki)
         return [*cmd, "-msg", "-keylogfile", str(keylog)], clean_env()
     return gnutls_server_cmd(_tool_scenario(sc), pki), clean_env(keylog)
 
@@ -233,7 +200,7 @@ def client_cmd(
             "protocol": JAVA_PROTOCOL[sc.version],
             "truststore": str(_truststore(pki)),
             "password": PASSWORD,
-            "sni": SERVER_NAME,
+            "sni": core.SERVER_NAME,
         }
         if identity is not None:
             opts["keystore"] = str(_p12(identity))
@@ -402,7 +369,7 @@ def _report(
 
 def _reply(sc: Scenario) -> bytes:
     """What the client reads back: Peer answers pong, ``s_server -rev`` gnip, gnutls echoes."""
-    return {"java": PONG, "openssl": b"gnip\n", "gnutls": PING}[sc.server]
+    return {"java": core.PONG, "openssl": b"gnip\n", "gnutls": core.PING}[sc.server]
 
 
 def run_session(
@@ -416,8 +383,8 @@ def run_session(
         if sc.client == "java":
             client = run_program(ccmd, cenv, 30)
         else:
-            client = run_client_tool(ccmd, cenv, _reply(sc))
-        wind_down(server, sc.port, exits=sc.server in ("java", "openssl"), timeout=5.0)
+            client = tools.run_client_tool(ccmd, cenv, _reply(sc))
+        programs.wind_down(server, sc.port, exits=sc.server in ("java", "openssl"), timeout=5.0)
     ran = server.finish()
     keyed = len(keylog.lines(keylog_path)) > keys_before
     srep = _report(sc.server, "server", ran.out, ran.err, sc, identity)
@@ -469,20 +436,9 @@ def _judge(sc: Scenario, pki: Pki, srep: Report, crep: Report, keyed: bool) -> d
         if srep.error is None:
             raise RecordingError(f"{name}: the server reported no failure")
     client_port = crep.client_port or srep.client_port
-    entry = session_entry(
-        scenario=name,
-        stack=sc.stack,
-        ip=HOST,
-        client_port=client_port,
-        server_port=sc.port,
-        version=sc.version,
-        sni=SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=crep.alert_received,
-        client_chain=None if not requested else (identity.sent if cert_sent and identity else ()),
-        server_chain=pki.server.sent,
-    )
+    where = Where(name, sc.stack, sc.port, sc.version, client_port)
+    chain = chain_sent(requested, cert_sent, identity)
+    entry = session_entry(where, verdict, chain, pki.server.sent, alert=crep.alert_received)
     entry.update(
         keyed=keyed,
         later_auth=None,
@@ -554,7 +510,7 @@ def record(out: Path, work: Path, verbose: bool, only: str | None = None) -> Ite
             print(f"  {sc.port} {sc.name}: {sessions[-1]['verdict']}", flush=True)
     checks = check_capture(pcap, keylog_path, sessions)
     tools = tool_versions()
-    tools["java"] = version_of(["java", "-version"], line=1)
+    tools["java"] = programs.version_of(["java", "-version"], line=1)
     truth.write_recording(out, NAME, RECORDED_BY, tools, sessions)
     yield cli.Recorded(pcap, len(sessions), checks)
 

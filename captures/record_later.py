@@ -35,36 +35,19 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from recording import cli, keylog, tools, truth
+from recording import cli, core, keylog, tools, truth
 from recording.capture import (
     DUMPCAP_LO,
     capture,
     connections_closed,
     wait_until,
 )
-from recording.core import (
-    HOST,
-    IO_TIMEOUT,
-    MUTUAL,
-    NOT_SENT,
-    ONE_WAY,
-    PING,
-    PONG,
-    POST_HANDSHAKE,
-    RENEGOTIATION,
-    RESUMED,
-    SERVER_NAME,
-    TLS12,
-    TLS13,
-    TOOL_TIMEOUT,
-    RecordingError,
-    check,
-)
+from recording.core import MUTUAL, PING, PONG, POST_HANDSHAKE, TLS12, TLS13, RecordingError, check
 from recording.pki import Pki, build_pki
 from recording.programs import Program, clean_env, serving, tool_versions
 from recording.pyssl import client_context, peer_cn, recv_line, served, server_context
 from recording.tools import gnutls_client_cmd, msg_log, readable, version_flag
-from recording.truth import session_entry, verdict_of
+from recording.truth import Where, chain_sent, session_entry, verdict_of
 
 RECORDED_BY = "captures/record_later.py"
 PROGRAMS = ("dumpcap", "openssl", "gnutls-cli")
@@ -127,13 +110,21 @@ TLS12_SCENARIOS: tuple[Scenario, ...] = (
         8561,
         TLS12,
         "openssl",
-        (Conn("tls12-renegotiation-mutual", "bob", MUTUAL, "R", RENEGOTIATION),),
+        (Conn("tls12-renegotiation-mutual", "bob", MUTUAL, "R", core.RENEGOTIATION),),
     ),
     ToolScenario(
         8562,
         TLS12,
         "openssl",
-        (Conn("tls12-renegotiation-cert-requested-not-sent", None, NOT_SENT, "R", RENEGOTIATION),),
+        (
+            Conn(
+                "tls12-renegotiation-cert-requested-not-sent",
+                None,
+                core.NOT_SENT,
+                "R",
+                core.RENEGOTIATION,
+            ),
+        ),
     ),
     # gnutls-cli 3.7.9 aborts the renegotiation with unexpected_message when the first handshake
     # gave it a TLS 1.2 session ticket; without tickets it completes
@@ -141,14 +132,14 @@ TLS12_SCENARIOS: tuple[Scenario, ...] = (
         8563,
         TLS12,
         "gnutls",
-        (Conn("tls12-renegotiation-mutual-gnutls", "carol", MUTUAL, "R", RENEGOTIATION),),
+        (Conn("tls12-renegotiation-mutual-gnutls", "carol", MUTUAL, "R", core.RENEGOTIATION),),
         server_args=("-no_ticket",),
     ),
     ToolScenario(
         8564,
         TLS12,
         "openssl",
-        (Conn("tls12-renegotiation-without-request", "bob", ONE_WAY, "r"),),
+        (Conn("tls12-renegotiation-without-request", "bob", core.ONE_WAY, "r"),),
     ),
 )
 
@@ -175,7 +166,7 @@ TLS13_SCENARIOS: tuple[Scenario, ...] = (
         Conn(
             "tls13-post-handshake-cert-requested-not-sent-python",
             None,
-            NOT_SENT,
+            core.NOT_SENT,
             later=POST_HANDSHAKE,
         ),
     ),
@@ -191,7 +182,7 @@ TLS13_SCENARIOS: tuple[Scenario, ...] = (
         8576,
         TLS13,
         "openssl",
-        (Conn("tls13-hello-retry-one-way", "bob", ONE_WAY, hrr=True),),
+        (Conn("tls13-hello-retry-one-way", "bob", core.ONE_WAY, hrr=True),),
         server_args=("-groups", "P-256"),
         client_args=("-groups", "X25519:P-256"),
     ),
@@ -201,7 +192,7 @@ TLS13_SCENARIOS: tuple[Scenario, ...] = (
         "openssl",
         (
             Conn("tls13-mutual-before-0rtt", "bob", MUTUAL),
-            Conn("tls13-resumed-0rtt", "bob", RESUMED, early_data=True),
+            Conn("tls13-resumed-0rtt", "bob", core.RESUMED, early_data=True),
         ),
         server_args=("-early_data", *REQUIRE),
     ),
@@ -287,12 +278,19 @@ def _server_seen(text: str) -> Seen:
 
 
 def _wait(ready: Callable[[], bool], what: str, logs: Callable[[], str]) -> None:
-    if not wait_until(ready, TOOL_TIMEOUT):
+    if not wait_until(ready, core.TOOL_TIMEOUT):
         raise RecordingError(f"timed out waiting for {what}\n{readable(logs())}")
 
 
 def _server_cmd(sc: ToolScenario, pki: Pki) -> list[str]:
-    cmd = ["openssl", "s_server", "-accept", f"{HOST}:{sc.port}", "-naccept", str(len(sc.conns))]
+    cmd = [
+        "openssl",
+        "s_server",
+        "-accept",
+        f"{core.HOST}:{sc.port}",
+        "-naccept",
+        str(len(sc.conns)),
+    ]
     cmd += ["-cert", str(pki.server.cert), "-key", str(pki.server.key)]
     cmd += ["-cert_chain", str(pki.server.extra), "-CAfile", str(pki.root)]
     cmd += [version_flag(sc.version), "-msg", "-verify_return_error"]
@@ -306,12 +304,16 @@ def _client_cmd(
 ) -> tuple[list[str], dict[str, str]]:
     identity = pki.client(conn.client_id)
     if sc.client == "gnutls":
-        tool = tools.ToolScenario(
-            conn.scenario, sc.port, sc.version, sc.stack, ssl.CERT_NONE, conn.client_id, ""
-        )
-        cmd = gnutls_client_cmd(tool, pki, identity)
+        cmd = gnutls_client_cmd(tools.Endpoint(sc.port, sc.version), pki, identity)
         return [*cmd[:-1], *sc.client_args, cmd[-1]], clean_env(keylog)
-    cmd = ["openssl", "s_client", "-connect", f"{HOST}:{sc.port}", "-servername", SERVER_NAME]
+    cmd = [
+        "openssl",
+        "s_client",
+        "-connect",
+        f"{core.HOST}:{sc.port}",
+        "-servername",
+        core.SERVER_NAME,
+    ]
     cmd += ["-CAfile", str(pki.root), "-verify_return_error", "-no_ign_eof", "-nocommands"]
     cmd += [version_flag(sc.version), "-msg", "-keylogfile", str(keylog)]
     if identity is not None:
@@ -427,7 +429,7 @@ def _pha_server(
     out before it), read the client's next line (its answer comes before it), answer pong."""
     try:
         raw, _ = sock.accept()
-        raw.settimeout(IO_TIMEOUT)
+        raw.settimeout(core.IO_TIMEOUT)
         with ctx.wrap_socket(raw, server_side=True) as tls:
             if recv_line(tls) != PING:
                 raise RecordingError("no ping")
@@ -463,11 +465,11 @@ def run_python_pha(sc: PhaScenario, pki: Pki, keylog: Path) -> list[dict[str, An
     cctx.post_handshake_auth = True
     errors: list[str] = []
     peer: list[str | None] = []
-    with served(HOST, sc.port, _pha_server, sctx, peer, errors):
+    with served(core.HOST, sc.port, _pha_server, sctx, peer, errors):
         try:
-            raw = socket.create_connection((HOST, sc.port), timeout=IO_TIMEOUT)
+            raw = socket.create_connection((core.HOST, sc.port), timeout=core.IO_TIMEOUT)
             seen.client_port = raw.getsockname()[1]
-            with cctx.wrap_socket(raw, server_hostname=SERVER_NAME) as tls:
+            with cctx.wrap_socket(raw, server_hostname=core.SERVER_NAME) as tls:
                 tls.sendall(PING)
                 if recv_line(tls) != b"cert\n":
                     raise RecordingError("no line from the server")
@@ -508,7 +510,7 @@ def _judge(
     cert_sent = requested and seen.verified_cn is not None
     later_auth = None
     if requested_later:
-        later_auth = RENEGOTIATION if version == TLS12 else POST_HANDSHAKE
+        later_auth = core.RENEGOTIATION if version == TLS12 else POST_HANDSHAKE
     hrr = version == TLS13 and seen.count("client", "ClientHello") == 2
     verdict = verdict_of(
         requested=requested, resumed=seen.reused, completed=seen.completed, cert_sent=cert_sent
@@ -533,23 +535,18 @@ def _judge(
     except RecordingError as exc:
         raise RecordingError(f"{exc}\n{logs}") from None
     from_mutual = None
-    if verdict == RESUMED:
+    if verdict == core.RESUMED:
         if previous is None:
             raise RecordingError(f"{name}: resumed, but no session before it")
         from_mutual = previous["verdict"] == MUTUAL
+    where = Where(name, stack, port, version, seen.client_port)
+    chain = chain_sent(requested, True, identity)
     entry = session_entry(
-        scenario=name,
-        stack=stack,
-        ip=HOST,
-        client_port=seen.client_port,
-        server_port=port,
-        version=version,
-        sni=SERVER_NAME,
-        verdict=verdict,
+        where,
+        verdict,
+        chain,
+        None if seen.reused else pki.server.sent,
         resumed_from_mutual=from_mutual,
-        alert=None,
-        client_chain=None if not requested else (identity.sent if identity else ()),
-        server_chain=None if seen.reused else pki.server.sent,
     )
     entry.update(
         ended=None,

@@ -23,7 +23,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from recording.cli import CAPTURES
 from recording.core import TLS12
 from recording.cpeer import Stack, run
 
@@ -35,15 +34,13 @@ def _mbedtls_version() -> str:
 
 
 MBEDTLS = Stack(
-    name="mbedtls",
-    source=CAPTURES / "stacks" / "mbedtls" / "peer.c",
-    libs=("-lmbedtls", "-lmbedx509", "-lmbedcrypto"),
-    versions=(TLS12,),
-    ports=range(9550, 9600),
+    "mbedtls",
+    ("-lmbedtls", "-lmbedx509", "-lmbedcrypto"),
+    range(9550, 9600),
+    _mbedtls_version,
+    versions=(TLS12,),  # no TLS 1.3 in 2.28
     pha=False,
     tls12_ec_server=False,
-    recorded_by="captures/record_mbedtls.py",
-    library_version=_mbedtls_version,
 )
 
 

@@ -38,40 +38,23 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from recording import cli, keylog, truth, tshark
+from recording import cli, core, keylog, tools, truth, tshark
 from recording.capture import (
     DUMPCAP_LO,
     capture,
     wait_until,
 )
 from recording.cli import Recorded
-from recording.core import (
-    FAILED,
-    HOST,
-    MUTUAL,
-    NOT_SENT,
-    ONE_WAY,
-    PING,
-    PONG,
-    POST_HANDSHAKE,
-    SERVER_NAME,
-    TLS12,
-    TLS13,
-    TOOL_TIMEOUT,
-    RecordingError,
-    check,
-)
+from recording.core import MUTUAL, NOT_SENT, PING, TLS12, TLS13, TOOL_TIMEOUT, RecordingError, check
 from recording.pki import Identity, Pki, build_pki, with_expired_client
 from recording.programs import Program, run_checked, serving, tool_versions, version_of, wind_down
 from recording.tools import (
-    ToolScenario,
+    Endpoint,
     gnutls_client_cmd,
     gnutls_server_cmd,
     openssl_client_cmd,
-    openssl_server_cmd,
-    received_alert,
 )
-from recording.truth import session_entry, verdict_of
+from recording.truth import Where, session_entry, verdict_of
 from recording.tshark import Checked
 
 RECORDED_BY = "captures/record_nss.py"
@@ -101,7 +84,7 @@ EXPIRED = "erin"
 
 
 @dataclass(frozen=True)
-class Scenario:
+class Scenario(core.Pairing):
     """One connection between a server and a client program and the outcome it must have."""
 
     scenario: str
@@ -114,24 +97,16 @@ class Scenario:
     alert: str | None = None
 
     @property
-    def server(self) -> str:
-        return self.stack.split("/")[0]
-
-    @property
-    def client(self) -> str:
-        return self.stack.split("/")[1]
-
-    @property
     def reply(self) -> bytes:
         """What the client must receive: s_server asking after the handshake is driven from
         its stdin (``c``, then ``pong``, then ``q``) instead of answering by itself."""
         if self.server == "openssl" and self.request == LATER:
-            return PONG
+            return core.PONG
         return REPLIES[self.server]
 
     @property
     def later(self) -> str | None:
-        return POST_HANDSHAKE if self.request == LATER else None
+        return core.POST_HANDSHAKE if self.request == LATER else None
 
 
 TSHARK_OTHER_PORTS = frozenset({9418})
@@ -150,16 +125,18 @@ def _matrix() -> tuple[Scenario, ...]:
         for version in (TLS13, TLS12):
             who = clients_of[stack]
             rows.append((stack, version, REQUIRED, who, MUTUAL, None))
-            rows.append((stack, version, NONE, None, ONE_WAY, None))
+            rows.append((stack, version, NONE, None, core.ONE_WAY, None))
             rows.append((stack, version, OPTIONAL, None, NOT_SENT, None))
             rows.append((stack, version, REQUIRED, None, NOT_SENT, _NO_CERT_ALERT[server, version]))
-            rows.append((stack, version, REQUIRED, "mallory", FAILED, _REFUSED[server, "ca"]))
-            rows.append((stack, version, REQUIRED, EXPIRED, FAILED, _REFUSED[server, "expired"]))
+            rows.append((stack, version, REQUIRED, "mallory", core.FAILED, _REFUSED[server, "ca"]))
+            rows.append(
+                (stack, version, REQUIRED, EXPIRED, core.FAILED, _REFUSED[server, "expired"])
+            )
             if version == TLS13 and server != "gnutls":  # gnutls-serv cannot ask later
                 rows.append((stack, version, LATER, who, MUTUAL, None))
     names = {
         (REQUIRED, True, MUTUAL): "mutual",
-        (NONE, False, ONE_WAY): "one-way",
+        (NONE, False, core.ONE_WAY): "one-way",
         (OPTIONAL, False, NOT_SENT): "cert-requested-not-sent",
         (REQUIRED, False, NOT_SENT): "required-without-cert",
         (LATER, True, MUTUAL): "post-handshake-mutual",
@@ -278,12 +255,12 @@ def build_dbs(pki: Pki, work: Path) -> NssDbs:
 # Commands
 
 
-def _tool_scenario(sc: Scenario) -> ToolScenario:
-    request = {NONE: ssl.CERT_NONE, OPTIONAL: ssl.CERT_OPTIONAL, REQUIRED: ssl.CERT_REQUIRED}
-    request[LATER] = ssl.CERT_NONE  # the client commands do not depend on it
-    return ToolScenario(
-        sc.scenario, sc.port, sc.version, sc.stack, request[sc.request], sc.client_id, sc.expect
-    )
+REQUEST = {NONE: ssl.CERT_NONE, OPTIONAL: ssl.CERT_OPTIONAL, REQUIRED: ssl.CERT_REQUIRED}
+REQUEST[LATER] = ssl.CERT_NONE  # the client commands do not depend on it
+
+
+def _tool_scenario(sc: Scenario) -> Endpoint:
+    return Endpoint(sc.port, sc.version, REQUEST[sc.request])
 
 
 def _nss_version(version: str) -> str:
@@ -302,14 +279,14 @@ def server_command(
         )
         return cmd, env
     if sc.request == LATER and sc.server == "openssl":
-        cmd = ["openssl", "s_server", "-accept", f"{HOST}:{sc.port}", "-naccept", "1"]
+        cmd = ["openssl", "s_server", "-accept", f"{core.HOST}:{sc.port}", "-naccept", "1"]
         cmd += ["-cert", str(pki.server.cert), "-key", str(pki.server.key)]
         cmd += ["-cert_chain", str(pki.server.extra), "-CAfile", str(pki.root), "-tls1_3"]
         return [*cmd, "-verify_return_error", "-keylogfile", str(keylog)], env
     if sc.request == LATER:
         raise RecordingError(f"{sc.scenario}: no post-handshake request for {sc.server}")
     if sc.server == "openssl":
-        return [*openssl_server_cmd(_tool_scenario(sc), pki), "-keylogfile", str(keylog)], env
+        return [*tools.openssl_server_cmd(_tool_scenario(sc), pki), "-keylogfile", str(keylog)], env
     env["SSLKEYLOGFILE"] = str(keylog)
     return gnutls_server_cmd(_tool_scenario(sc), pki), env
 
@@ -328,8 +305,8 @@ def client_command(
             cmd.insert(-1, "--post-handshake-auth")
         env["SSLKEYLOGFILE"] = str(keylog)
         return cmd, env
-    cmd = ["tstclnt", "-d", f"sql:{dbs.client(sc.client_id)}", "-h", HOST, "-p", str(sc.port)]
-    cmd += ["-a", SERVER_NAME, "-V", _nss_version(sc.version), "-A", str(request_file)]
+    cmd = ["tstclnt", "-d", f"sql:{dbs.client(sc.client_id)}", "-h", core.HOST, "-p", str(sc.port)]
+    cmd += ["-a", core.SERVER_NAME, "-V", _nss_version(sc.version), "-A", str(request_file)]
     if sc.client_id is not None:
         cmd += ["-n", sc.client_id]
     if sc.request == LATER:
@@ -382,7 +359,7 @@ def run_pair(sc: Scenario, pki: Pki, dbs: NssDbs, keylog: Path, work: Path) -> R
 def _drive_s_server(sc: Scenario, server: Program) -> None:
     """Once s_server printed the client's ping: ``c`` (post-handshake CertificateRequest),
     then, once it verified the client's certificate, ``pong`` for the client."""
-    steps = ((b"\nping\n", b"c\n"), (b"depth=0 ", PONG))
+    steps = ((b"\nping\n", b"c\n"), (b"depth=0 ", core.PONG))
     for seen, typed in steps:
         if not wait_until(lambda: server.has(seen), TOOL_TIMEOUT):  # noqa: B023
             raise RecordingError(f"{sc.scenario}: s_server did not print {seen!r}\n{server.text()}")
@@ -418,7 +395,7 @@ _NSS_ALERT = re.compile(r"SSL_ERROR_(?:RX_)?([A-Z_]+?)_ALERT\b")
 def client_alert(sc: Scenario, run: Run) -> str | None:
     """The alert the client reported receiving."""
     if sc.client != "nss":
-        return received_alert(sc.client, run.client)
+        return tools.received_alert(sc.client, run.client)
     match = _NSS_ALERT.search(run.client)
     if match is None:
         return None
@@ -522,22 +499,13 @@ def judge(sc: Scenario, run: Run, pki: Pki) -> dict[str, Any]:
         check(name, "alert", alert, sc.alert)
     except RecordingError as exc:
         raise RecordingError(f"{exc}\n{logs}") from None
-    entry = session_entry(
-        scenario=name,
-        stack=sc.stack,
-        ip=HOST,
-        client_port=None,
-        server_port=sc.port,
-        version=sc.version,
-        sni=SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=alert,
-        client_chain=None
+    where = Where(name, sc.stack, sc.port, sc.version)
+    chain = (
+        None
         if not requested
-        else (client_chain_sent(sc, identity) if cert_sent and identity else ()),
-        server_chain=server_chain_sent(sc, pki),
+        else (client_chain_sent(sc, identity) if cert_sent and identity else ())
     )
+    entry = session_entry(where, verdict, chain, server_chain_sent(sc, pki), alert=alert)
     entry.update(
         keyed=None,  # filled in by check_capture from the key log
         later_auth=sc.later,

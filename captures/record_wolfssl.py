@@ -28,8 +28,6 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from recording.cli import CAPTURES
-from recording.core import TLS12, TLS13
 from recording.cpeer import Stack, run
 
 
@@ -39,17 +37,7 @@ def _wolfssl_version() -> str:
     return f"wolfSSL {match.group(1)}" if match else "unknown"
 
 
-WOLFSSL = Stack(
-    name="wolfssl",
-    source=CAPTURES / "stacks" / "wolfssl" / "peer.c",
-    libs=("-lwolfssl",),
-    versions=(TLS13, TLS12),
-    ports=range(9500, 9550),
-    pha=True,
-    tls12_ec_server=True,
-    recorded_by="captures/record_wolfssl.py",
-    library_version=_wolfssl_version,
-)
+WOLFSSL = Stack("wolfssl", ("-lwolfssl",), range(9500, 9550), _wolfssl_version)
 
 
 if __name__ == "__main__":

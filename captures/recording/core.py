@@ -52,6 +52,20 @@ ALERTS: dict[int, str] = {
 }
 
 
+class Pairing:
+    """A scenario between two programs, whose ``stack`` is ``SERVER/CLIENT``."""
+
+    stack: str
+
+    @property
+    def server(self) -> str:
+        return self.stack.split("/")[0]
+
+    @property
+    def client(self) -> str:
+        return self.stack.split("/")[1]
+
+
 class RecordingError(RuntimeError):
     """A session did not behave as its scenario requires, or a tool failed."""
 

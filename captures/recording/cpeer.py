@@ -16,36 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import cli, keylog, truth, tshark
+from . import cli, core, keylog, tools, truth, tshark
 from .capture import DUMPCAP_LO, capture, connections_closed, wait_until
-from .core import (
-    ALERTS,
-    FAILED,
-    HOST,
-    MUTUAL,
-    NOT_SENT,
-    ONE_WAY,
-    PING,
-    PONG,
-    POST_HANDSHAKE,
-    SERVER_NAME,
-    TLS12,
-    TLS13,
-    TOOL_TIMEOUT,
-    RecordingError,
-    check,
-)
+from .core import ALERTS, FAILED, MUTUAL, NOT_SENT, PING, PONG, TLS12, TLS13, RecordingError, check
 from .pki import Pki, build_pki, with_ec_server, with_expired_client
 from .programs import Program, clean_env, serving, tool_versions, version_of
-from .tools import (
-    ToolScenario,
-    gnutls_client_cmd,
-    gnutls_server_cmd,
-    openssl_client_cmd,
-    openssl_server_cmd,
-    received_alert,
-)
-from .truth import session_entry, verdict_of
+from .tools import Endpoint, gnutls_client_cmd, gnutls_server_cmd, openssl_client_cmd
+from .truth import Where, chain_sent, session_entry, verdict_of
 
 AFTER = b"after\n"
 CERT_LINE = b"cert\n"
@@ -62,18 +39,28 @@ PROGRAMS = ("dumpcap", "tshark", "gcc", "openssl", "gnutls-serv", "gnutls-cli", 
 
 @dataclass(frozen=True)
 class Stack:
+    """A library and its program ``captures/stacks/NAME/peer.c``, recorded by
+    ``captures/record_NAME.py``."""
+
     name: str
-    source: Path
     libs: tuple[str, ...]
-    versions: tuple[str, ...]
+    """What ``gcc`` links the program with."""
     ports: range
-    pha: bool
+    library_version: Callable[[], str]
+    versions: tuple[str, ...] = (TLS13, TLS12)
+    pha: bool = True
     """The stack does TLS 1.3 post-handshake client authentication."""
-    tls12_ec_server: bool
+    tls12_ec_server: bool = True
     """As TLS 1.2 server the stack gets an ECDSA server certificate for the matrix (and the
     RSA one only in the ``RSA_SERVER_SCENARIOS``)."""
-    recorded_by: str
-    library_version: Callable[[], str]
+
+    @property
+    def source(self) -> Path:
+        return cli.CAPTURES / "stacks" / self.name / "peer.c"
+
+    @property
+    def recorded_by(self) -> str:
+        return f"captures/record_{self.name}.py"
 
 
 @dataclass(frozen=True)
@@ -92,7 +79,7 @@ class Scenario:
 
 SCENARIOS: tuple[Scenario, ...] = (
     Scenario("mutual", "require", "alice", MUTUAL),
-    Scenario("one-way", "none", None, ONE_WAY),
+    Scenario("one-way", "none", None, core.ONE_WAY),
     Scenario("cert-requested-not-sent", "optional", None, NOT_SENT),
     # the client sends an empty Certificate; verdict_of counts that as not sent
     Scenario("required-without-cert", "require", None, NOT_SENT),
@@ -189,22 +176,12 @@ def compile_peer(stack: Stack, work: Path) -> Path:
     return binary
 
 
-def _tool_scenario(case: Case) -> ToolScenario:
-    request = {
-        "none": ssl.CERT_NONE,
-        "optional": ssl.CERT_OPTIONAL,
-        "require": ssl.CERT_REQUIRED,
-        "pha": ssl.CERT_NONE,
-    }
-    return ToolScenario(
-        case.name,
-        case.port,
-        case.version,
-        case.stack,
-        request[case.scenario.verify],
-        case.scenario.client_id,
-        case.scenario.expect,
-    )
+REQUEST = {"none": ssl.CERT_NONE, "optional": ssl.CERT_OPTIONAL, "require": ssl.CERT_REQUIRED}
+REQUEST["pha"] = ssl.CERT_NONE  # the server asks later, by its own means
+
+
+def _tool_scenario(case: Case) -> Endpoint:
+    return Endpoint(case.port, case.version, REQUEST[case.scenario.verify])
 
 
 def _version_arg(version: str) -> str:
@@ -213,7 +190,7 @@ def _version_arg(version: str) -> str:
 
 def server_cmd(case: Case, binary: Path, pki: Pki, keylog: Path) -> list[str]:
     if case.server == "openssl":
-        cmd = openssl_server_cmd(_tool_scenario(case), pki)
+        cmd = tools.openssl_server_cmd(_tool_scenario(case), pki)
         if case.pha:
             cmd.remove("-rev")  # the server's lines come from its stdin; "c" asks for the cert
         return [*cmd, "-keylogfile", str(keylog)]
@@ -237,7 +214,7 @@ def client_cmd(case: Case, binary: Path, pki: Pki, keylog: Path) -> list[str]:
     cmd = [str(binary), "client", str(case.port), _version_arg(case.version), str(pki.root)]
     if identity is not None:
         cmd += ["--cert", str(identity.chain), "--key", str(identity.key)]
-    cmd += ["--sni", SERVER_NAME, "--keylog", str(keylog)]
+    cmd += ["--sni", core.SERVER_NAME, "--keylog", str(keylog)]
     return [*cmd, "--pha"] if case.pha else cmd
 
 
@@ -255,7 +232,7 @@ def converse(case: Case, stack: Stack, server: Program, client: Program) -> None
     ``gnutls-cli`` get the client's lines, ``s_server`` (post-handshake case) the server's."""
 
     def wait(ready: Callable[[], bool]) -> bool:
-        return wait_until(ready, TOOL_TIMEOUT)
+        return wait_until(ready, core.TOOL_TIMEOUT)
 
     def client_done() -> bool:
         return client.ended()
@@ -359,7 +336,7 @@ def tool_report(case: Case, role: str, text: str) -> Report:
         rep.completed = _reply(case).decode() in text
         if case.pha:
             rep.completed = rep.completed and CERT_LINE.decode() in text
-        rep.alert = received_alert(program, text)
+        rep.alert = tools.received_alert(program, text)
         if not rep.completed:
             rep.error = _last_error(text)
         return rep
@@ -455,23 +432,12 @@ def judge(case: Case, pki: Pki, srv: Report, clt: Report, keyed: bool) -> dict[s
     client_port = clt.client_port or srv.client_port
     if client_port is None:
         raise RecordingError(f"{name}: no program reported the client port")
-    entry = session_entry(
-        scenario=name,
-        stack=case.stack,
-        ip=HOST,
-        client_port=client_port,
-        server_port=case.port,
-        version=case.version,
-        sni=SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=clt.alert,
-        client_chain=None if not requested else (identity.sent if identity and cert_sent else ()),
-        server_chain=pki.server.sent,
-    )
+    where = Where(name, case.stack, case.port, case.version, client_port)
+    chain = chain_sent(requested, cert_sent, identity)
+    entry = session_entry(where, verdict, chain, pki.server.sent, alert=clt.alert)
     entry.update(
         keyed=keyed,
-        later_auth=POST_HANDSHAKE if case.pha else None,
+        later_auth=core.POST_HANDSHAKE if case.pha else None,
         server_key="ECDSA P-256" if case.ec_server else "RSA 2048",
         server_report=_summary(srv),
         client_report=_summary(clt),

@@ -12,21 +12,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from . import pyssl
 from .capture import connections_closed, wait_until
 from .core import HOST, IO_TIMEOUT, PING, PONG, SERVER_NAME, TOOL_TIMEOUT, RecordingError, check
 from .pki import Identity, Pki
-from .pyssl import (
-    SSL_VERSION_NAMES,
-    Side,
-    accept,
-    client_context,
-    peer_cn,
-    python_server,
-    recv_exact,
-    served,
-    server_context,
-)
-from .truth import session_entry, verdict_of
+from .pyssl import SSL_VERSION_NAMES, Side, accept, client_context, peer_cn, recv_exact, served
+from .truth import Where, chain_sent, session_entry, verdict_of
 
 REUSED_CLIENT_PORT = 30491
 """Fixed client port of the connection-reuse scenario, below the ephemeral range."""
@@ -137,7 +128,7 @@ def _silent_server(sock: socket.socket, contexts: list[ssl.SSLContext], sides: l
 
 
 EDGE_SERVERS: dict[str, Callable[[socket.socket, list[ssl.SSLContext], list[Side]], None]] = {
-    "python-ssl": python_server,
+    "python-ssl": pyssl.python_server,
     "reset-after-client-cert": _reset_after_client_cert_server,
     "silent": _silent_server,
 }
@@ -182,7 +173,7 @@ def _edge_client(sc: EdgeScenario, ctx: ssl.SSLContext) -> Side:
 
 def run_edge(sc: EdgeScenario, pki: Pki) -> list[dict[str, Any]]:
     """Run an edge scenario: one truth entry per connection."""
-    contexts = [server_context(pki, sc.version, c.verify) for c in sc.conns]
+    contexts = [pyssl.server_context(pki, sc.version, c.verify) for c in sc.conns]
     servers = [Side() for _ in sc.conns]
     rcvbuf = SMALL_RCVBUF if sc.small_segments else None
     entries = []
@@ -230,19 +221,8 @@ def _judge_edge(
     check(name, "alert", client.alert, None)
     check(f"{name} ({logs})", "end seen by the client", client.ended, conn.ended)
     check(name, "end made by the server", server.ended, conn.ended)
-    entry = session_entry(
-        scenario=name,
-        stack=sc.stack,
-        ip=HOST,
-        client_port=client.port,
-        server_port=sc.port,
-        version=sc.version,
-        sni=SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=None,
-        client_chain=None if not requested else (identity.sent if identity else ()),
-        server_chain=None if sc.server == "silent" else pki.server.sent,
-    )
+    where = Where(name, sc.stack, sc.port, sc.version, client.port)
+    chain = chain_sent(requested, True, identity)
+    entry = session_entry(where, verdict, chain, None if sc.server == "silent" else pki.server.sent)
     entry["ended"] = conn.ended
     return entry

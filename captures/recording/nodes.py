@@ -13,37 +13,20 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from . import keylog, truth, tshark
+from . import core, keylog, tools, truth, tshark
 from .capture import DUMPCAP_LO, capture
 from .cli import Recorded
-from .core import (
-    FAILED,
-    HOST,
-    MUTUAL,
-    NOT_SENT,
-    ONE_WAY,
-    PONG,
-    SERVER_NAME,
-    TLS12,
-    TLS13,
-    TOOL_TIMEOUT,
-    RecordingError,
-    check,
-)
+from .core import FAILED, MUTUAL, NOT_SENT, ONE_WAY, PONG, TLS12, TLS13, RecordingError, check
 from .pki import Pki
 from .programs import Run, clean_env, run_program, serving, tool_versions, wind_down
 from .tools import (
-    ToolScenario,
+    Endpoint,
     gnutls_client_cmd,
     gnutls_client_port,
     gnutls_server_cmd,
-    openssl_client_cmd,
-    openssl_server_cmd,
-    received_alert,
     reply_of,
-    run_client_tool,
 )
-from .truth import session_entry, verdict_of
+from .truth import Where, chain_sent, session_entry, verdict_of
 from .tshark import Checked
 
 NODE_REPLY = PONG
@@ -111,16 +94,8 @@ class Session:
     def requested(self) -> bool:
         return self.request != NONE or self.later is not None
 
-    def tool_scenario(self) -> ToolScenario:
-        return ToolScenario(
-            self.scenario,
-            self.port,
-            self.version,
-            self.stack,
-            VERIFY_MODES[self.request],
-            self.client_id,
-            self.expect,
-        )
+    def tool_scenario(self) -> Endpoint:
+        return Endpoint(self.port, self.version, VERIFY_MODES[self.request])
 
 
 def matrix(
@@ -264,7 +239,9 @@ def tool_server_report(server: str, log: str) -> ServerReport:
 
 
 def tool_client_report(client: str, run: Run, reply: bytes) -> ClientReport:
-    return ClientReport(completed=reply in run.out.encode(), alert=received_alert(client, run.text))
+    return ClientReport(
+        completed=reply in run.out.encode(), alert=tools.received_alert(client, run.text)
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -290,7 +267,7 @@ class Node:
 def _tool_server(s: Session, pki: Pki, keylog: Path) -> tuple[list[str], dict[str, str]]:
     sc = s.tool_scenario()
     if s.server == "openssl":
-        cmd = openssl_server_cmd(sc, pki) + ["-keylogfile", str(keylog)]
+        cmd = tools.openssl_server_cmd(sc, pki) + ["-keylogfile", str(keylog)]
         return cmd + list(s.server_args), clean_env()
     cmd = gnutls_server_cmd(sc, pki)
     if s.compress:
@@ -302,7 +279,7 @@ def _tool_client(s: Session, pki: Pki, keylog: Path) -> tuple[list[str], dict[st
     sc = s.tool_scenario()
     identity = pki.client(s.client_id)
     if s.client == "openssl":
-        cmd = openssl_client_cmd(sc, pki, identity, keylog)
+        cmd = tools.openssl_client_cmd(sc, pki, identity, keylog)
         if s.later:
             cmd.append("-enable_pha")
         return cmd + list(s.client_args), clean_env()
@@ -330,13 +307,13 @@ def _run_client(
     s: Session, pki: Pki, nodes: dict[str, Node], keylog: Path, reply: bytes
 ) -> tuple[ClientReport, str]:
     if s.client in nodes:
-        run = run_program(nodes[s.client].client_cmd(s, pki), clean_env(), 3 * TOOL_TIMEOUT)
+        run = run_program(nodes[s.client].client_cmd(s, pki), clean_env(), 3 * core.TOOL_TIMEOUT)
         client = node_client_report(run.text, reply)
         if not nodes[s.client].writes_keylog:
             client.keylines = []
         return client, run.text
     cmd, env = _tool_client(s, pki, keylog)
-    run = run_client_tool(cmd, env, reply)
+    run = tools.run_client_tool(cmd, env, reply)
     return tool_client_report(s.client, run, reply), run.text
 
 
@@ -395,20 +372,9 @@ def judge(s: Session, pki: Pki, o: Outcome, new_keys: list[str]) -> dict[str, An
     if client_port is None:
         raise RecordingError(f"{name}: neither program reported the client port\n{o.logs}")
     label = _KEY_LABEL[s.version]
-    entry = session_entry(
-        scenario=name,
-        stack=s.stack,
-        ip=HOST,
-        client_port=client_port,
-        server_port=s.port,
-        version=s.version,
-        sni=SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=o.client.alert,
-        client_chain=None if not s.requested else (identity.sent if cert_sent else ()),
-        server_chain=pki.server.sent,
-    )
+    where = Where(name, s.stack, s.port, s.version, client_port)
+    chain = chain_sent(s.requested, cert_sent, identity)
+    entry = session_entry(where, verdict, chain, pki.server.sent, alert=o.client.alert)
     entry.update(
         keyed=any(line.startswith(label + " ") for line in new_keys),
         later_auth=s.later,

@@ -12,7 +12,7 @@ import socket
 import ssl
 import struct
 from collections.abc import Callable
-from contextlib import suppress
+from contextlib import closing, suppress
 from dataclasses import dataclass
 
 from .core import IO_TIMEOUT, RecordingError
@@ -25,131 +25,110 @@ def _expect(what: str, ok: bool) -> None:
 
 
 def _command(sock: socket.socket, verb: bytes) -> bytes:
-    """Read one command line and check its verb (case-insensitive, after an optional tag)."""
+    """Read one command line and check its verb, one or more words (case-insensitive, after an
+    optional tag)."""
     line = recv_line(sock)
-    words = [w.upper() for w in line.split()[:2]]
-    _expect(f"command {line!r}, wanted {verb.decode()}", verb.upper() in words)
+    words, got = verb.upper().split(), [w.upper() for w in line.split()]
+    ok = words in (got[: len(words)], got[1 : 1 + len(words)])
+    _expect(f"command {line!r}, wanted {verb.decode()}", ok)
     return line
 
 
-def _tag(line: bytes) -> bytes:
-    return line.split(b" ", 1)[0]
+Step = tuple[bytes | None, bytes]
+"""The client's command (None: none, the server speaks first) and the server's answer."""
+
+
+def _dialogue(*steps: Step) -> Callable[[socket.socket], bool]:
+    """The server's side of a dialogue of commands and answers; ``{tag}`` in an answer stands
+    for the command's tag (IMAP)."""
+
+    def run(sock: socket.socket) -> bool:
+        for verb, answer in steps:
+            tag = b"" if verb is None else _command(sock, verb).split(b" ", 1)[0]
+            sock.sendall(answer.replace(b"{tag}", tag))
+        return True
+
+    return run
 
 
 # SMTP (RFC 3207), client smtplib
 
-
-def _smtp_before(conn: socket.socket) -> None:
-    conn.sendall(b"220 server.example.test ESMTP test server\r\n")
-    _command(conn, b"EHLO")
-    conn.sendall(b"250-server.example.test\r\n250 STARTTLS\r\n")
-    _command(conn, b"STARTTLS")
-    conn.sendall(b"220 2.0.0 Ready to start TLS\r\n")
-
-
-def _smtp_after(tls: ssl.SSLSocket) -> bool:
-    _command(tls, b"EHLO")
-    tls.sendall(b"250-server.example.test\r\n250 8BITMIME\r\n")
-    _command(tls, b"QUIT")
-    tls.sendall(b"221 2.0.0 Bye\r\n")
-    return True
-
+_smtp_before = _dialogue(
+    (None, b"220 server.example.test ESMTP test server\r\n"),
+    (b"EHLO", b"250-server.example.test\r\n250 STARTTLS\r\n"),
+    (b"STARTTLS", b"220 2.0.0 Ready to start TLS\r\n"),
+)
+_smtp_after = _dialogue(
+    (b"EHLO", b"250-server.example.test\r\n250 8BITMIME\r\n"),
+    (b"QUIT", b"221 2.0.0 Bye\r\n"),
+)
 
 # IMAP (RFC 3501), client imaplib: CAPABILITY, STARTTLS, then CAPABILITY and LOGOUT in TLS
 
-
-def _imap_before(conn: socket.socket) -> None:
-    conn.sendall(b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n")
-    tag = _tag(_command(conn, b"CAPABILITY"))
-    conn.sendall(b"* CAPABILITY IMAP4rev1 STARTTLS\r\n" + tag + b" OK CAPABILITY completed\r\n")
-    tag = _tag(_command(conn, b"STARTTLS"))
-    conn.sendall(tag + b" OK Begin TLS negotiation now\r\n")
-
-
-def _imap_after(tls: ssl.SSLSocket) -> bool:
-    tag = _tag(_command(tls, b"CAPABILITY"))
-    tls.sendall(b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n" + tag + b" OK CAPABILITY completed\r\n")
-    tag = _tag(_command(tls, b"LOGOUT"))
-    tls.sendall(b"* BYE server.example.test logging out\r\n" + tag + b" OK LOGOUT completed\r\n")
-    return True
+_imap_before = _dialogue(
+    (None, b"* OK [CAPABILITY IMAP4rev1 STARTTLS] ready\r\n"),
+    (b"CAPABILITY", b"* CAPABILITY IMAP4rev1 STARTTLS\r\n{tag} OK CAPABILITY completed\r\n"),
+    (b"STARTTLS", b"{tag} OK Begin TLS negotiation now\r\n"),
+)
+_imap_after = _dialogue(
+    (b"CAPABILITY", b"* CAPABILITY IMAP4rev1 AUTH=PLAIN\r\n{tag} OK CAPABILITY completed\r\n"),
+    (b"LOGOUT", b"* BYE server.example.test logging out\r\n{tag} OK LOGOUT completed\r\n"),
+)
 
 
 def _imap_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None) -> Side:
     side = Side()
     imap = imaplib.IMAP4(host, port, timeout=IO_TIMEOUT)
-    try:
+    with side.talking(imaplib.IMAP4.error):
         side.port = imap.sock.getsockname()[1]
         typ, _ = imap.starttls(ctx)
         _expect(f"STARTTLS answer {typ}", typ == "OK")
         side.note_handshake(imap.sock)
-        typ, _ = imap.logout()
-        side.exchanged = typ == "BYE"
-    except (ssl.SSLError, OSError, imaplib.IMAP4.error, RecordingError) as exc:
-        side.fail(exc)
-    finally:
-        with suppress(OSError):
-            imap.sock.close()
+        side.exchanged = imap.logout()[0] == "BYE"
+    with suppress(OSError):
+        imap.sock.close()
     return side
 
 
 # POP3 (RFC 2595), client poplib: CAPA, STLS, then CAPA and QUIT in TLS
 
-
-def _pop3_before(conn: socket.socket) -> None:
-    conn.sendall(b"+OK POP3 ready\r\n")
-    _command(conn, b"CAPA")
-    conn.sendall(b"+OK Capability list follows\r\nUSER\r\nSTLS\r\n.\r\n")
-    _command(conn, b"STLS")
-    conn.sendall(b"+OK Begin TLS\r\n")
-
-
-def _pop3_after(tls: ssl.SSLSocket) -> bool:
-    _command(tls, b"CAPA")
-    tls.sendall(b"+OK Capability list follows\r\nUSER\r\n.\r\n")
-    _command(tls, b"QUIT")
-    tls.sendall(b"+OK Bye\r\n")
-    return True
+_pop3_before = _dialogue(
+    (None, b"+OK POP3 ready\r\n"),
+    (b"CAPA", b"+OK Capability list follows\r\nUSER\r\nSTLS\r\n.\r\n"),
+    (b"STLS", b"+OK Begin TLS\r\n"),
+)
+_pop3_after = _dialogue(
+    (b"CAPA", b"+OK Capability list follows\r\nUSER\r\n.\r\n"),
+    (b"QUIT", b"+OK Bye\r\n"),
+)
 
 
 def _pop3_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None) -> Side:
     side = Side()
     pop = poplib.POP3(host, port, timeout=IO_TIMEOUT)
-    try:
+    with closing(pop), side.talking(poplib.error_proto):
         side.port = pop.sock.getsockname()[1]
         pop.stls(ctx)
         side.note_handshake(pop.sock)
         _expect("capabilities in TLS", "STLS" not in pop.capa())
         side.exchanged = pop.quit().startswith(b"+OK")
-    except (ssl.SSLError, OSError, poplib.error_proto, RecordingError) as exc:
-        side.fail(exc)
-    finally:
-        pop.close()
     return side
 
 
 # FTP (RFC 4217), client ftplib.FTP_TLS: AUTH TLS, then USER, PASS and QUIT in TLS
 
-
-def _ftp_before(conn: socket.socket) -> None:
-    conn.sendall(b"220 FTP ready\r\n")
-    _expect("AUTH command", _command(conn, b"AUTH").split()[1:] == [b"TLS"])
-    conn.sendall(b"234 AUTH TLS successful\r\n")
-
-
-def _ftp_after(tls: ssl.SSLSocket) -> bool:
-    _command(tls, b"USER")
-    tls.sendall(b"331 Please specify the password.\r\n")
-    _command(tls, b"PASS")
-    tls.sendall(b"230 Login successful.\r\n")
-    _command(tls, b"QUIT")
-    tls.sendall(b"221 Goodbye.\r\n")
-    return True
+_ftp_before = _dialogue((None, b"220 FTP ready\r\n"), (b"AUTH TLS", b"234 AUTH TLS successful\r\n"))
+_ftp_after = _dialogue(
+    (b"USER", b"331 Please specify the password.\r\n"),
+    (b"PASS", b"230 Login successful.\r\n"),
+    (b"QUIT", b"221 Goodbye.\r\n"),
+)
 
 
 def _ftp_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None) -> Side:
     side = Side()
     ftp = ftplib.FTP_TLS(context=ctx, timeout=IO_TIMEOUT)
-    try:
+    with closing(ftp), side.talking(ftplib.Error):
         ftp.connect(host, port)
         assert ftp.sock is not None
         side.port = ftp.sock.getsockname()[1]
@@ -157,10 +136,6 @@ def _ftp_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None) -> S
         side.note_handshake(ftp.sock)
         ftp.login()
         side.exchanged = ftp.quit().startswith("221")
-    except (ssl.SSLError, OSError, ftplib.Error, RecordingError) as exc:
-        side.fail(exc)
-    finally:
-        ftp.close()
     return side
 
 
@@ -440,18 +415,14 @@ def _upgrade_client(
         side = Side()
         sock: socket.socket = socket.create_connection((host, port), timeout=IO_TIMEOUT)
         side.port = sock.getsockname()[1]
-        try:
+        with closing(sock), side.talking():
             before(sock)
-            sock = ctx.wrap_socket(sock, server_hostname=sni or host, do_handshake_on_connect=False)
-            assert isinstance(sock, ssl.SSLSocket)
-            sock.do_handshake()
-            side.note_handshake(sock)
-            side.exchanged = after(sock)
-            sock.unwrap()
-        except (ssl.SSLError, OSError, RecordingError) as exc:
-            side.fail(exc)
-        finally:
-            sock.close()
+            tls = ctx.wrap_socket(sock, server_hostname=sni or host, do_handshake_on_connect=False)
+            with closing(tls):
+                tls.do_handshake()
+                side.note_handshake(tls)
+                side.exchanged = after(tls)
+                tls.unwrap()
         return side
 
     return client
@@ -463,7 +434,7 @@ class Upgrade:
     client, and whether that client ends TLS with close_notify (the stdlib IMAP, POP3 and FTP
     clients just close the socket)."""
 
-    server_before: Callable[[socket.socket], None]
+    server_before: Callable[[socket.socket], object]
     server_after: Callable[[ssl.SSLSocket], bool]
     client: Callable[[str, int, ssl.SSLContext, str | None], Side]
     close_notify: bool

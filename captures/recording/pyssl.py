@@ -8,20 +8,12 @@ import socket
 import ssl
 import threading
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
 from typing import Any
 
-from .core import (
-    IO_TIMEOUT,
-    PING,
-    PONG,
-    TLS12,
-    TLS13,
-    TOOL_TIMEOUT,
-    RecordingError,
-    alert_from_openssl_reason,
-)
+from . import core
+from .core import IO_TIMEOUT, PING, PONG, TLS12, TLS13, TOOL_TIMEOUT, RecordingError
 from .pki import Identity, Pki
 
 SSL_VERSIONS = {TLS12: ssl.TLSVersion.TLSv1_2, TLS13: ssl.TLSVersion.TLSv1_3}
@@ -53,7 +45,16 @@ class Side:
     def fail(self, exc: Exception) -> None:
         reason = getattr(exc, "reason", None)
         self.error = reason or f"{type(exc).__name__}: {exc}"
-        self.alert = alert_from_openssl_reason(reason)
+        self.alert = core.alert_from_openssl_reason(reason)
+
+    @contextmanager
+    def talking(self, *errors: type[Exception]) -> Iterator[None]:
+        """An error of the conversation in the block (of TLS, of the socket, of the dialogue, or
+        one of ``errors``) is this side's failure."""
+        try:
+            yield
+        except (ssl.SSLError, OSError, RecordingError, *errors) as exc:
+            self.fail(exc)
 
     def give_up(self, exc: Exception | str) -> None:
         """The server stops before TLS: nothing more will happen on this side."""
@@ -251,7 +252,7 @@ def smtp_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None = Non
     """``smtplib``: EHLO, STARTTLS, EHLO and QUIT in TLS, close_notify."""
     side = Side()
     smtp = smtplib.SMTP(host, port, local_hostname="client.example.test", timeout=IO_TIMEOUT)
-    try:
+    with closing(smtp), side.talking(smtplib.SMTPException):
         assert smtp.sock is not None
         side.port = smtp.sock.getsockname()[1]
         smtp.ehlo()
@@ -261,12 +262,7 @@ def smtp_client(host: str, port: int, ctx: ssl.SSLContext, sni: str | None = Non
         tls = smtp.sock
         side.note_handshake(tls)
         smtp.ehlo()
-        code, _ = smtp.docmd("QUIT")
-        side.exchanged = code == 221
+        side.exchanged = smtp.docmd("QUIT")[0] == 221
         assert isinstance(tls, ssl.SSLSocket)
         tls.unwrap()
-    except (ssl.SSLError, OSError, smtplib.SMTPException, RecordingError) as exc:
-        side.fail(exc)
-    finally:
-        smtp.close()
     return side

@@ -11,34 +11,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from . import pyssl, tools
 from .core import HOST, MUTUAL, SERVER_NAME, TLS12, TOOL_TIMEOUT, RecordingError, check
 from .pki import Identity, Pki
 from .programs import clean_env
 from .protocols import UPGRADES, Upgrade
-from .pyssl import (
-    Side,
-    accept,
-    client_context,
-    python_client,
-    python_server,
-    serve_tls,
-    served,
-    server_context,
-    smtp_client,
-)
-from .tools import (
-    ToolScenario,
-    gnutls_client_cmd,
-    gnutls_client_port,
-    gnutls_server_cmd,
-    openssl_client_cmd,
-    openssl_server_cmd,
-    received_alert,
-    reply_of,
-    run_tool_pair,
-    server_saw_client_cert,
-)
-from .truth import session_entry, verdict_of
+from .pyssl import Side, accept, client_context, python_client, serve_tls, served, server_context
+from .tools import ToolScenario, gnutls_client_cmd, gnutls_client_port, gnutls_server_cmd, reply_of
+from .truth import Where, chain_sent, session_entry, verdict_of
 
 
 def upgrade_server(
@@ -57,13 +37,6 @@ def upgrade_server(
             return
         tls = ctx.wrap_socket(conn, server_side=True, do_handshake_on_connect=False)
         serve_tls(tls, side, up.server_after, close_notify=up.close_notify)
-
-
-def _chain_sent(requested: bool, identity: Identity | None) -> tuple[str, ...] | None:
-    """The truth's ``client_chain``: None when not asked, else what the client sent."""
-    if not requested:
-        return None
-    return identity.sent if identity else ()
 
 
 # -- Python ssl on both ends
@@ -103,7 +76,7 @@ def run_python(sc: PyScenario, pki: Pki, keylog: Path | None) -> list[dict[str, 
     if sc.smtp:
         serve: tuple[Any, ...] = (upgrade_server, [ctx] * len(servers), servers, UPGRADES["smtp"])
     else:
-        serve = (python_server, [ctx] * len(servers), servers)
+        serve = (pyssl.python_server, [ctx] * len(servers), servers)
     contexts: dict[str | None, ssl.SSLContext] = {}
     entries: list[dict[str, Any]] = []
     session: ssl.SSLSession | None = None
@@ -113,7 +86,7 @@ def run_python(sc: PyScenario, pki: Pki, keylog: Path | None) -> list[dict[str, 
             if conn.client not in contexts:
                 contexts[conn.client] = client_context(pki, sc.version, identity, keylog)
             if sc.smtp:
-                client = smtp_client(sc.host, sc.port, contexts[conn.client])
+                client = pyssl.smtp_client(sc.host, sc.port, contexts[conn.client])
             else:
                 resume_from = session if conn.resume else None
                 client = python_client(sc.host, sc.port, contexts[conn.client], sc.sni, resume_from)
@@ -160,19 +133,17 @@ def _judge_python(
         if previous is None or previous["server_port"] != sc.port:
             raise RecordingError(f"{name}: no earlier session to resume")
         from_mutual = previous["verdict"] == MUTUAL
+    where = Where(
+        name, "python-ssl/python-ssl", sc.port, sc.version, client.port, ip=sc.host, sni=sc.sni
+    )
+    chain = chain_sent(requested, True, identity)
     return session_entry(
-        scenario=name,
-        stack="python-ssl/python-ssl",
-        ip=sc.host,
-        client_port=client.port,
-        server_port=sc.port,
-        version=sc.version,
-        sni=sc.sni,
-        verdict=verdict,
-        resumed_from_mutual=from_mutual,
+        where,
+        verdict,
+        chain,
+        None if resumed else pki.server.sent,
         alert=client.alert,
-        client_chain=_chain_sent(requested, identity),
-        server_chain=None if resumed else pki.server.sent,
+        resumed_from_mutual=from_mutual,
         starttls="smtp" if sc.smtp else None,
     )
 
@@ -186,21 +157,21 @@ def run_tool(
     """Run one command-line tool scenario: its truth entry."""
     identity = pki.client(sc.client_id)
     server_cmd = (
-        openssl_server_cmd(sc, pki) if sc.server == "openssl" else gnutls_server_cmd(sc, pki)
+        tools.openssl_server_cmd(sc, pki) if sc.server == "openssl" else gnutls_server_cmd(sc, pki)
     )
     env = clean_env()
     if sc.client == "openssl":
-        client_cmd = openssl_client_cmd(sc, pki, identity, keylog)
+        client_cmd = tools.openssl_client_cmd(sc, pki, identity, keylog)
     else:
         client_cmd = gnutls_client_cmd(sc, pki, identity)
         env = clean_env(keylog)
-    server, client = run_tool_pair(sc, server_cmd, client_cmd, env)
+    server, client = tools.run_tool_pair(sc, server_cmd, client_cmd, env)
     logs = f"--- server\n{server.text}\n--- client\n{client.text}"
     if verbose:
         print(f"=== {sc.scenario}\n{logs}")
     name = sc.scenario
     completed = reply_of(sc.server) in client.out.encode()
-    alert = received_alert(sc.client, client.text)
+    alert = tools.received_alert(sc.client, client.text)
     requested = sc.request != ssl.CERT_NONE
     cert_sent = requested and identity is not None
     verdict = verdict_of(
@@ -208,26 +179,16 @@ def run_tool(
     )
     try:
         if completed:
-            seen = server_saw_client_cert(sc.server, server.text, identity)
+            seen = tools.server_saw_client_cert(sc.server, server.text, identity)
             check(name, "client certificate seen by server", seen, cert_sent)
         check(name, "verdict", verdict, sc.expect)
         check(name, "alert", alert, sc.alert)
     except RecordingError as exc:
         raise RecordingError(f"{exc}\n{logs}") from None
-    entry = session_entry(
-        scenario=name,
-        stack=sc.stack,
-        ip=HOST,
-        client_port=gnutls_client_port(server.text) if sc.server == "gnutls" else None,
-        server_port=sc.port,
-        version=sc.version,
-        sni=SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=alert,
-        client_chain=_chain_sent(requested, identity),
-        server_chain=pki.server.sent,
-    )
+    client_port = gnutls_client_port(server.text) if sc.server == "gnutls" else None
+    where = Where(name, sc.stack, sc.port, sc.version, client_port)
+    chain = chain_sent(requested, True, identity)
+    entry = session_entry(where, verdict, chain, pki.server.sent, alert=alert)
     return [entry]
 
 
@@ -275,19 +236,7 @@ def run_starttls(sc: StarttlsScenario, pki: Pki) -> list[dict[str, Any]]:
     check(name, "client certificate seen by server", server.peer_cn, expected_cn)
     verdict = verdict_of(requested=requested, resumed=False, completed=True, cert_sent=cert_sent)
     check(name, "verdict", verdict, sc.expect)
-    entry = session_entry(
-        scenario=name,
-        stack="python-ssl/python-ssl",
-        ip=HOST,
-        client_port=client.port,
-        server_port=sc.port,
-        version=sc.version,
-        sni=sc.sni,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=None,
-        client_chain=_chain_sent(requested, identity),
-        server_chain=pki.server.sent,
-        starttls=sc.protocol,
-    )
+    where = Where(name, "python-ssl/python-ssl", sc.port, sc.version, client.port, sni=sc.sni)
+    chain = chain_sent(requested, True, identity)
+    entry = session_entry(where, verdict, chain, pki.server.sent, starttls=sc.protocol)
     return [entry]

@@ -7,15 +7,37 @@ import re
 import ssl
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
 from .capture import wait_until
-from .core import HOST, PING, SERVER_NAME, TLS12, TOOL_TIMEOUT, alert_name
+from .core import HOST, PING, SERVER_NAME, TLS12, TOOL_TIMEOUT, Pairing, alert_name
 from .pki import Identity, Pki
 from .programs import Program, Run, serving, wind_down
 
 
+class Setup(Protocol):
+    """What the tools' command lines depend on: the server's port, the TLS version and what the
+    server asks of the client."""
+
+    @property
+    def port(self) -> int: ...
+
+    @property
+    def version(self) -> str: ...
+
+    @property
+    def request(self) -> ssl.VerifyMode: ...
+
+
 @dataclass(frozen=True)
-class ToolScenario:
+class Endpoint:
+    port: int
+    version: str
+    request: ssl.VerifyMode = ssl.CERT_NONE
+
+
+@dataclass(frozen=True)
+class ToolScenario(Pairing):
     """One connection between command-line TLS tools and the outcome it must have."""
 
     scenario: str
@@ -27,20 +49,12 @@ class ToolScenario:
     expect: str
     alert: str | None = None
 
-    @property
-    def server(self) -> str:
-        return self.stack.split("/")[0]
-
-    @property
-    def client(self) -> str:
-        return self.stack.split("/")[1]
-
 
 def version_flag(version: str) -> str:
     return "-tls1_2" if version == TLS12 else "-tls1_3"
 
 
-def openssl_server_cmd(sc: ToolScenario, pki: Pki) -> list[str]:
+def openssl_server_cmd(sc: Setup, pki: Pki) -> list[str]:
     cmd = ["openssl", "s_server", "-accept", f"{HOST}:{sc.port}", "-naccept", "1", "-rev"]
     cmd += ["-cert", str(pki.server.cert), "-key", str(pki.server.key)]
     cmd += ["-cert_chain", str(pki.server.extra), "-CAfile", str(pki.root)]
@@ -56,7 +70,7 @@ def gnutls_priority(version: str) -> str:
     return "NORMAL:-VERS-ALL:+VERS-TLS1.2" if version == TLS12 else "NORMAL:-VERS-ALL:+VERS-TLS1.3"
 
 
-def gnutls_server_cmd(sc: ToolScenario, pki: Pki) -> list[str]:
+def gnutls_server_cmd(sc: Setup, pki: Pki) -> list[str]:
     """``gnutls-serv`` block-buffers its log on a pipe; ``stdbuf`` makes it line-buffered so that
     the log can be followed while the server runs."""
     cmd = ["stdbuf", "-oL", "-eL", "gnutls-serv", "--echo", "-p", str(sc.port)]
@@ -72,7 +86,7 @@ def gnutls_server_cmd(sc: ToolScenario, pki: Pki) -> list[str]:
 
 
 def openssl_client_cmd(
-    sc: ToolScenario, pki: Pki, identity: Identity | None, keylog: Path | None
+    sc: Setup, pki: Pki, identity: Identity | None, keylog: Path | None
 ) -> list[str]:
     cmd = ["openssl", "s_client", "-connect", f"{HOST}:{sc.port}", "-servername", SERVER_NAME]
     cmd += ["-CAfile", str(pki.root), "-verify_return_error", "-quiet", "-no_ign_eof"]
@@ -85,7 +99,7 @@ def openssl_client_cmd(
     return cmd
 
 
-def gnutls_client_cmd(sc: ToolScenario, pki: Pki, identity: Identity | None) -> list[str]:
+def gnutls_client_cmd(sc: Setup, pki: Pki, identity: Identity | None) -> list[str]:
     """The host is the last argument: options go before it."""
     cmd = ["gnutls-cli", "-p", str(sc.port), "--x509cafile", str(pki.root)]
     cmd += ["--sni-hostname", SERVER_NAME, "--verify-hostname", SERVER_NAME]

@@ -5,11 +5,13 @@ from __future__ import annotations
 
 import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from .capture import DUMPCAP_LO, CaptureTool
-from .core import FAILED, MUTUAL, NOT_SENT, ONE_WAY, RESUMED
+from .core import FAILED, HOST, MUTUAL, NOT_SENT, ONE_WAY, RESUMED, SERVER_NAME
+from .pki import Identity
 
 
 def verdict_of(*, requested: bool, resumed: bool, completed: bool, cert_sent: bool) -> str:
@@ -24,33 +26,50 @@ def verdict_of(*, requested: bool, resumed: bool, completed: bool, cert_sent: bo
     return MUTUAL if cert_sent else ONE_WAY
 
 
+@dataclass(frozen=True)
+class Where:
+    """The connection a truth entry is about."""
+
+    scenario: str
+    stack: str
+    """``SERVER/CLIENT``"""
+    server_port: int
+    version: str
+    client_port: int | None = None
+    ip: str = HOST
+    sni: str | None = SERVER_NAME
+
+
+def chain_sent(requested: bool, cert_sent: bool, identity: Identity | None) -> Sequence[str] | None:
+    """The truth's ``client_chain``: None when the server did not ask, else the chain the client
+    sent (empty when it sent none)."""
+    if not requested:
+        return None
+    return identity.sent if cert_sent and identity is not None else ()
+
+
 def session_entry(
-    *,
-    scenario: str,
-    stack: str,
-    ip: str,
-    client_port: int | None,
-    server_port: int,
-    version: str,
-    sni: str | None,
+    where: Where,
     verdict: str,
-    resumed_from_mutual: bool | None,
-    alert: str | None,
     client_chain: Sequence[str] | None,
     server_chain: Sequence[str] | None,
+    *,
+    alert: str | None = None,
+    resumed_from_mutual: bool | None = None,
     starttls: str | None = None,
 ) -> dict[str, Any]:
-    """One truth entry. Every alert recorded here is one the client reported receiving, so its
+    """One truth entry: ``client_chain`` and ``server_chain`` as sent (None: not asked for, or
+    no Certificate). Every alert recorded here is one the client reported receiving, so its
     sender is the server."""
     return {
-        "scenario": scenario,
-        "stack": stack,
-        "client_ip": ip,
-        "client_port": client_port,
-        "server_ip": ip,
-        "server_port": server_port,
-        "tls_version": version,
-        "sni": sni,
+        "scenario": where.scenario,
+        "stack": where.stack,
+        "client_ip": where.ip,
+        "client_port": where.client_port,
+        "server_ip": where.ip,
+        "server_port": where.server_port,
+        "tls_version": where.version,
+        "sni": where.sni,
         "verdict": verdict,
         "resumed_from_mutual": resumed_from_mutual,
         "alert": None if alert is None else {"sender": "server", "description": alert},
