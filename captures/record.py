@@ -46,36 +46,19 @@ def _py(port: int, version: str, verify: ssl.VerifyMode, *conns: Conn, **kw: Any
     return PyScenario(port=port, version=version, verify=verify, conns=conns, **kw)
 
 
+# fmt: off
 TLS12_SCENARIOS: tuple[Scenario, ...] = (
     _py(8401, TLS12, REQ, Conn("tls12-mutual-intermediate", "alice", MUTUAL)),
     _py(8402, TLS12, NONE, Conn("tls12-one-way", None, ONE_WAY)),
     _py(8403, TLS12, OPT, Conn("tls12-cert-requested-not-sent", None, NOT_SENT)),
-    _py(
-        8404, TLS12, REQ, Conn("tls12-cert-required-not-sent", None, NOT_SENT, "handshake_failure")
-    ),
+    _py(8404, TLS12, REQ, Conn("tls12-cert-required-not-sent", None, NOT_SENT, "handshake_failure")),
     _py(8405, TLS12, REQ, Conn("tls12-refused-unknown-ca", "mallory", FAILED, "unknown_ca")),
-    _py(
-        8406,
-        TLS12,
-        REQ,
-        Conn("tls12-mutual-before-session-id-resumption", "alice", MUTUAL),
-        Conn("tls12-resumed-session-id", "alice", RESUMED, resume=True),
-        tickets=False,
-    ),
-    _py(
-        8407,
-        TLS12,
-        REQ,
-        Conn("tls12-mutual-before-ticket-resumption", "alice", MUTUAL),
-        Conn("tls12-resumed-ticket", "alice", RESUMED, resume=True),
-    ),
-    _py(
-        8408,
-        TLS12,
-        NONE,
-        Conn("tls12-one-way-before-ticket-resumption", None, ONE_WAY),
-        Conn("tls12-resumed-ticket-one-way", None, RESUMED, resume=True),
-    ),
+    _py(8406, TLS12, REQ, Conn("tls12-mutual-before-session-id-resumption", "alice", MUTUAL),
+        Conn("tls12-resumed-session-id", "alice", RESUMED, resume=True), tickets=False),
+    _py(8407, TLS12, REQ, Conn("tls12-mutual-before-ticket-resumption", "alice", MUTUAL),
+        Conn("tls12-resumed-ticket", "alice", RESUMED, resume=True)),
+    _py(8408, TLS12, NONE, Conn("tls12-one-way-before-ticket-resumption", None, ONE_WAY),
+        Conn("tls12-resumed-ticket-one-way", None, RESUMED, resume=True)),
     _py(8409, TLS12, REQ, Conn("tls12-mutual-ipv6", "alice", MUTUAL), host="::1", sni=None),
     _py(8410, TLS12, NONE, Conn("tls12-one-way-ipv6", None, ONE_WAY), host="::1", sni="localhost"),
 )
@@ -84,23 +67,14 @@ TLS13_SCENARIOS: tuple[Scenario, ...] = (
     _py(8431, TLS13, REQ, Conn("tls13-mutual", "alice", MUTUAL)),
     _py(8432, TLS13, NONE, Conn("tls13-one-way", None, ONE_WAY)),
     _py(8433, TLS13, OPT, Conn("tls13-cert-requested-not-sent", None, NOT_SENT)),
-    _py(
-        8434,
-        TLS13,
-        REQ,
-        Conn("tls13-cert-required-not-sent", None, NOT_SENT, "certificate_required"),
-    ),
+    _py(8434, TLS13, REQ, Conn("tls13-cert-required-not-sent", None, NOT_SENT, "certificate_required")),
     _py(8435, TLS13, REQ, Conn("tls13-refused-unknown-ca", "mallory", FAILED, "unknown_ca")),
     ToolScenario("tls13-mutual-gnutls", 8436, TLS13, "gnutls/gnutls", REQ, "carol", MUTUAL),
     ToolScenario("tls13-mutual-openssl", 8437, TLS13, "openssl/openssl", REQ, "bob", MUTUAL),
-    _py(
-        8438,
-        TLS13,
-        REQ,
-        Conn("tls13-mutual-before-resumption", "alice", MUTUAL),
-        Conn("tls13-resumed-psk", "alice", RESUMED, resume=True),
-    ),
+    _py(8438, TLS13, REQ, Conn("tls13-mutual-before-resumption", "alice", MUTUAL),
+        Conn("tls13-resumed-psk", "alice", RESUMED, resume=True)),
 )
+# fmt: on
 
 
 def _tool(

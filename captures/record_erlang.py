@@ -79,31 +79,17 @@ def erlang_sessions() -> list[Session]:
     """The matrix on ports 9300-9329, and the TLS 1.3 unknown-CA refusal once more with servers
     that name no CA in their CertificateRequest, so that the Erlang client sends client-mallory
     (gnutls-serv has no such option)."""
-    no_names = "refused-unknown-ca-no-ca-names"
+
+    def no_ca_names(port: int, server: str, option: str) -> Session:
+        name, args = "refused-unknown-ca-no-ca-names", (option,)
+        return Session(
+            name, port, TLS13, server, "erlang", REQUIRED, "mallory", FAILED, server_args=args
+        )
+
     return [
         *matrix("erlang", 9300, ERLANG_OVERRIDES),
-        Session(
-            no_names,
-            9330,
-            TLS13,
-            "openssl",
-            "erlang",
-            REQUIRED,
-            "mallory",
-            FAILED,
-            server_args=("-no_ca_names",),
-        ),
-        Session(
-            no_names,
-            9331,
-            TLS13,
-            "erlang",
-            "erlang",
-            REQUIRED,
-            "mallory",
-            FAILED,
-            server_args=("no_ca_names",),
-        ),
+        no_ca_names(9330, "openssl", "-no_ca_names"),
+        no_ca_names(9331, "erlang", "no_ca_names"),
     ]
 
 
@@ -123,9 +109,7 @@ def record(out: Path, work: Path, verbose: bool) -> Iterator[Recorded]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = cli.parser(__doc__).parse_args(argv)
-    cli.require(PROGRAMS)
-    return cli.run("erlang", args.out, lambda out, work: record(out, work, args.verbose))
+    return cli.main(__doc__, "erlang", PROGRAMS, record, argv)
 
 
 if __name__ == "__main__":

@@ -421,9 +421,7 @@ def record(out: Path, work: Path, verbose: bool) -> Iterator[cli.Recorded]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = cli.parser(__doc__).parse_args(argv)
-    cli.require(PROGRAMS)
-    return cli.run("go", args.out, lambda out, work: record(out, work, args.verbose), args.verbose)
+    return cli.main(__doc__, "go", PROGRAMS, record, argv)
 
 
 if __name__ == "__main__":

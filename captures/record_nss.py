@@ -573,9 +573,7 @@ def record(out: Path, work: Path, verbose: bool) -> Iterator[Recorded]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = cli.parser(__doc__).parse_args(argv)
-    cli.require(PROGRAMS)
-    return cli.run("nss", args.out, lambda out, work: record(out, work, args.verbose))
+    return cli.main(__doc__, "nss", PROGRAMS, record, argv)
 
 
 if __name__ == "__main__":

@@ -134,13 +134,11 @@ def record(out: Path, work: Path, verbose: bool) -> Iterator[Recorded]:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = cli.parser(__doc__).parse_args(argv)
-    cli.require(PROGRAMS)
     try:
         metadata.version("tlslite-ng")
     except metadata.PackageNotFoundError:
         raise SystemExit("tlslite-ng is missing: pip install tlslite-ng brotli zstandard") from None
-    return cli.run("tlslite", args.out, lambda out, work: record(out, work, args.verbose))
+    return cli.main(__doc__, "tlslite", PROGRAMS, record, argv)
 
 
 if __name__ == "__main__":

@@ -87,3 +87,17 @@ def _report(done: Recorded, seconds: float, verbose: bool) -> bool:
     for c in done.checks if verbose else bad:
         print(f"tshark check: {c}", file=sys.stderr if c in bad else sys.stdout)
     return bool(bad)
+
+
+def main(
+    doc: str,
+    name: str,
+    programs: Sequence[str],
+    record: Callable[[Path, Path, bool], Iterable[Recorded]],
+    argv: Sequence[str] | None = None,
+) -> int:
+    """The whole command line of a recorder with only ``--out`` and ``--verbose``: ``record``
+    gets the output folder, a temporary folder and ``--verbose``."""
+    args = parser(doc).parse_args(argv)
+    require(programs)
+    return run(name, args.out, lambda out, work: record(out, work, args.verbose), args.verbose)

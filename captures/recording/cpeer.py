@@ -491,7 +491,10 @@ def record(stack: Stack, out: Path, work: Path, verbose: bool) -> Iterator[cli.R
 
 def run(stack: Stack, argv: Sequence[str] | None = None) -> int:
     """The command line of the recorder of ``stack``."""
-    args = cli.parser(f"Record {stack.name} sessions with truth.").parse_args(argv)
-    cli.require(PROGRAMS)
-    record_stack = lambda out, work: record(stack, out, work, args.verbose)  # noqa: E731
-    return cli.run(stack.name, args.out, record_stack, args.verbose)
+
+    def record_stack(out: Path, work: Path, verbose: bool) -> Iterator[cli.Recorded]:
+        return record(stack, out, work, verbose)
+
+    return cli.main(
+        f"Record {stack.name} sessions with truth.", stack.name, PROGRAMS, record_stack, argv
+    )
