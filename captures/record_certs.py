@@ -21,32 +21,26 @@ Usage (as root)::
 
 from __future__ import annotations
 
-import argparse
 import datetime
 import ipaddress
-import json
-import os
 import re
 import shutil
 import socket
 import ssl
-import sys
-import tempfile
-import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
-from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
-
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import record as rec  # noqa: E402  (the capture, Python ssl and openssl helpers)
+from recording import cli, pki, truth
+from recording.capture import DUMPCAP_LO, capture, listening
+from recording.core import FAILED, HOST, MUTUAL, ONE_WAY, TLS12, TOOL_TIMEOUT, RecordingError, check
+from recording.pki import CLIENT_AUTH, SERVER_AUTH, Issued
+from recording.programs import clean_env, tool_versions
+from recording.pyssl import Side, python_client, python_server, served
+from recording.tools import ToolScenario, received_alert, run_tool_pair
 
 RECORDED_BY = "captures/record_certs.py"
 CAPTURE = "certs.pcapng"
@@ -55,136 +49,39 @@ PKI_DIR = "certs-pki"
 BUNDLE = "certs-test-root-ca.pem"  # the CA bundle the truth's `ca_bundle` refers to
 ORG = "Example Cert Checks"
 SERVER_NAME = "certs.example.test"
-TLS12 = rec.TLS12
 REQ, OPT, NONE = ssl.CERT_REQUIRED, ssl.CERT_OPTIONAL, ssl.CERT_NONE
-
-PrivateKey = rsa.RSAPrivateKey | ec.EllipticCurvePrivateKey
+PROGRAMS = ("dumpcap", "openssl")
 
 
 # --------------------------------------------------------------------------------------------
 # PKI
 
 
-@dataclass(frozen=True)
-class Cert:
-    cn: str
-    key: PrivateKey
-    cert: x509.Certificate
-
-    @property
-    def name(self) -> x509.Name:
-        return self.cert.subject
-
-    def pem(self) -> bytes:
-        return self.cert.public_bytes(serialization.Encoding.PEM)
-
-
-def _tlv(tag: int, body: bytes) -> bytes:
-    n = len(body)
-    if n < 0x80:
-        return bytes([tag, n]) + body
-    size = n.to_bytes((n.bit_length() + 7) // 8, "big")
-    return bytes([tag, 0x80 | len(size)]) + size + body
-
-
-SHA256_RSA = bytes.fromhex("06092a864886f70d01010b")  # OID 1.2.840.113549.1.1.11
-SHA1_RSA = bytes.fromhex("06092a864886f70d010105")  # OID 1.2.840.113549.1.1.5
-
-
-def _resign_sha1(cert: x509.Certificate, issuer_key: rsa.RSAPrivateKey) -> x509.Certificate:
-    """The same certificate signed with sha1WithRSAEncryption. cryptography no longer signs
-    with SHA-1, so the TBSCertificate's signature algorithm is swapped (both OIDs have the same
-    length) and the new TBS is signed by hand (RFC 5280 4.1.1)."""
-    tbs = cert.tbs_certificate_bytes
-    if tbs.count(SHA256_RSA) != 1:
-        raise rec.RecordingError("cannot find the signature algorithm in the TBS")
-    tbs = tbs.replace(SHA256_RSA, SHA1_RSA)
-    signature = issuer_key.sign(tbs, padding.PKCS1v15(), hashes.SHA1())
-    algorithm = _tlv(0x30, SHA1_RSA + b"\x05\x00")
-    der = _tlv(0x30, tbs + algorithm + _tlv(0x03, b"\x00" + signature))
-    return x509.load_der_x509_certificate(der)
-
-
 def _issue(
     cn: str,
-    issuer: Cert | None,
+    issuer: Issued | None,
     *,
     key: str = "ec",
     org: str = ORG,
-    ca: bool = False,
-    path_length: int | None = None,
-    eku: Sequence[x509.ObjectIdentifier] = (),
-    san: Sequence[x509.GeneralName] = (),
     valid: tuple[int, int] = (-1, 3650),
-    sha1: bool = False,
-) -> Cert:
-    """A certificate for `cn` issued by `issuer` (self-signed when None), valid from `valid[0]`
-    to `valid[1]` days from now."""
-    if key == "ec":
-        private: PrivateKey = ec.generate_private_key(ec.SECP256R1())
-    else:
-        private = rsa.generate_private_key(public_exponent=65537, key_size=int(key[3:] or 2048))
-    name = x509.Name(
-        [
-            x509.NameAttribute(NameOID.COUNTRY_NAME, "US" if org == ORG else "ZZ"),
-            x509.NameAttribute(NameOID.ORGANIZATION_NAME, org),
-            x509.NameAttribute(NameOID.COMMON_NAME, cn),
-        ]
-    )
-    signer = issuer.key if issuer else private
-    now = datetime.datetime.now(datetime.timezone.utc)
-    builder = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(issuer.name if issuer else name)
-        .public_key(private.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now + datetime.timedelta(days=valid[0]))
-        .not_valid_after(now + datetime.timedelta(days=valid[1]))
-        .add_extension(x509.BasicConstraints(ca=ca, path_length=path_length), critical=True)
-        .add_extension(
-            x509.KeyUsage(
-                digital_signature=not ca,
-                content_commitment=False,
-                key_encipherment=not ca and key.startswith("rsa"),
-                data_encipherment=False,
-                key_agreement=False,
-                key_cert_sign=ca,
-                crl_sign=ca,
-                encipher_only=False,
-                decipher_only=False,
-            ),
-            critical=True,
-        )
-        .add_extension(
-            x509.SubjectKeyIdentifier.from_public_key(private.public_key()), critical=False
-        )
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()),
-            critical=False,
-        )
-    )
-    if eku:
-        builder = builder.add_extension(x509.ExtendedKeyUsage(list(eku)), critical=False)
-    if san:
-        builder = builder.add_extension(x509.SubjectAlternativeName(list(san)), critical=False)
-    cert = builder.sign(signer, hashes.SHA256())
-    if sha1:
-        if not isinstance(signer, rsa.RSAPrivateKey):
-            raise rec.RecordingError("a SHA-1 signature is made with an RSA issuer here")
-        cert = _resign_sha1(cert, signer)
-    return Cert(cn, private, cert)
+    **options: Any,
+) -> Issued:
+    """A certificate for ``cn`` of ``org`` issued by ``issuer`` (self-signed when None), valid
+    from ``valid[0]`` to ``valid[1]`` days from now; ``options`` as ``pki.issue`` takes them."""
+    subject = pki.name("US" if org == ORG else "ZZ", org, cn)
+    days = (datetime.timedelta(days=valid[0]), datetime.timedelta(days=valid[1]))
+    return pki.issue(subject, key, issuer, valid=days, **options)
 
 
-CLIENT = ExtendedKeyUsageOID.CLIENT_AUTH
-SERVER = ExtendedKeyUsageOID.SERVER_AUTH
+CLIENT = CLIENT_AUTH
+SERVER = SERVER_AUTH
 
 
 def _spiffe(name: str) -> x509.UniformResourceIdentifier:
-    return x509.UniformResourceIdentifier(f"spiffe://certs.example.test/{name}")
+    return pki.spiffe(name, "certs.example.test")
 
 
-def build_pki() -> dict[str, Cert]:
+def build_pki() -> dict[str, Issued]:
     """Every certificate of the scenarios, by short name."""
     root = _issue("Certs Test Root CA", None, key="rsa", ca=True)
     client_ca = _issue("Certs Client Intermediate CA", root, ca=True, path_length=0)
@@ -199,32 +96,32 @@ def build_pki() -> dict[str, Cert]:
         "client-good": _issue(
             "client-good",
             client_ca,
-            eku=[CLIENT],
+            usage=[CLIENT],
             san=[_spiffe("good"), x509.RFC822Name("good@certs.example.test")],
         ),
         "client-expired": _issue(
-            "client-expired", client_ca, eku=[CLIENT], san=[_spiffe("expired")], valid=(-400, -30)
+            "client-expired", client_ca, usage=[CLIENT], san=[_spiffe("expired")], valid=(-400, -30)
         ),
         "client-serverauth": _issue(
-            "client-serverauth", client_ca, eku=[SERVER], san=[_spiffe("serverauth")]
+            "client-serverauth", client_ca, usage=[SERVER], san=[_spiffe("serverauth")]
         ),
         "client-rogue": _issue(
             "client-rogue",
             rogue,
             org="Rogue Certificates Ltd",
-            eku=[CLIENT],
+            usage=[CLIENT],
             san=[_spiffe("rogue")],
         ),
         # RSA-1024, signed by the root with sha1WithRSAEncryption
         "client-weak": _issue(
-            "client-weak", root, key="rsa1024", eku=[CLIENT], san=[_spiffe("weak")], sha1=True
+            "client-weak", root, key="rsa1024", usage=[CLIENT], san=[_spiffe("weak")], sha1=True
         ),
         # 397 days: within the CA/Browser Forum's 398
         "server-good": _issue(
             SERVER_NAME,
             server_ca,
             key="rsa",
-            eku=[SERVER],
+            usage=[SERVER],
             san=[x509.DNSName(SERVER_NAME), x509.DNSName("*.svc.example.test"), localhost],
             valid=(-1, 396),
         ),
@@ -232,7 +129,7 @@ def build_pki() -> dict[str, Cert]:
             "expired.example.test",
             server_ca,
             key="rsa",
-            eku=[SERVER],
+            usage=[SERVER],
             san=[x509.DNSName(SERVER_NAME)],
             valid=(-390, -2),
         ),
@@ -240,7 +137,7 @@ def build_pki() -> dict[str, Cert]:
             "legacy.example.test",
             root,
             key="rsa",
-            eku=[SERVER],
+            usage=[SERVER],
             san=[x509.DNSName("legacy.example.test")],
             valid=(-1, 3650),
         ),
@@ -269,7 +166,7 @@ class Scenario:
     check_hostname: bool = True
     seclevel0: bool = False  # both ends at OpenSSL security level 0 (RSA-1024, SHA-1)
     verify_errors_fatal: bool = True  # s_server: -Verify/-verify_return_error, else -verify
-    expect: str = rec.MUTUAL
+    expect: str = MUTUAL
     alert: tuple[str, str] | None = None  # (sender, description)
     # checks that must fail / warn without a CA bundle, per chain
     fail: dict[str, tuple[str, ...]] = field(default_factory=dict)
@@ -300,7 +197,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         REQ,
         ("client-rogue", "rogue-ca"),
         GOOD_SERVER,
-        expect=rec.FAILED,
+        expect=FAILED,
         alert=("server", "unknown_ca"),
         fail={"client": ("ca_listed",)},
         trusted={"client": False, "server": True},
@@ -314,7 +211,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         REQ,
         ("client-expired", "client-ca"),
         GOOD_SERVER,
-        expect=rec.FAILED,
+        expect=FAILED,
         alert=("server", "certificate_expired"),
         fail={"client": ("validity",)},
         trusted={"client": False, "server": True},
@@ -339,7 +236,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         REQ,
         ("client-serverauth", "client-ca"),
         GOOD_SERVER,
-        expect=rec.FAILED,
+        expect=FAILED,
         alert=("server", "unsupported_certificate"),
         fail={"client": ("purpose",)},
         trusted={"client": False, "server": True},
@@ -354,7 +251,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         GOOD_SERVER,
         sni="other.example.net",
         check_hostname=False,
-        expect=rec.ONE_WAY,
+        expect=ONE_WAY,
         fail={"server": ("name",)},
         trusted={"server": False},
         note="the client asks for other.example.net and does not check the name",
@@ -367,7 +264,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         None,
         GOOD_SERVER,
         sni="api.svc.example.test",
-        expect=rec.ONE_WAY,
+        expect=ONE_WAY,
         trusted={"server": True},
         note="the SNI matches the DNS SAN *.svc.example.test; the client checks it too",
     ),
@@ -390,7 +287,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         REQ,
         ("client-good",),
         GOOD_SERVER,
-        expect=rec.FAILED,
+        expect=FAILED,
         alert=("server", "unknown_ca"),
         fail={"client": ("ca_listed",)},
         trusted={"client": False, "server": True},
@@ -429,7 +326,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         NONE,
         None,
         ("server-expired", "server-ca"),
-        expect=rec.FAILED,
+        expect=FAILED,
         alert=("client", "certificate_expired"),
         fail={"server": ("validity",)},
         trusted={"server": False},
@@ -443,7 +340,7 @@ SCENARIOS: tuple[Scenario, ...] = (
         None,
         GOOD_SERVER,
         sni=None,
-        expect=rec.ONE_WAY,
+        expect=ONE_WAY,
         trusted={"server": True},
         note="the client connects to 127.0.0.1 and sends no SNI; it checks the IP SAN",
     ),
@@ -457,22 +354,16 @@ SCENARIOS: tuple[Scenario, ...] = (
 class Files:
     """The PKI on disk: certificates, keys, and the chain files each scenario sends."""
 
-    def __init__(self, work: Path, pki: dict[str, Cert]) -> None:
+    def __init__(self, work: Path, certs: dict[str, Issued]) -> None:
         self.work = work
-        self.pki = pki
-        for short, c in pki.items():
+        self.certs = certs
+        for short, c in certs.items():
             (work / f"{short}.pem").write_bytes(c.pem())
-            (work / f"{short}.key").write_bytes(
-                c.key.private_bytes(
-                    serialization.Encoding.PEM,
-                    serialization.PrivateFormat.PKCS8,
-                    serialization.NoEncryption(),
-                )
-            )
+            (work / f"{short}.key").write_bytes(pki.key_pem(c.key))
 
     def bundle(self, names: Sequence[str], tag: str) -> Path:
         path = self.work / f"{tag}.pem"
-        path.write_bytes(b"".join(self.pki[n].pem() for n in names))
+        path.write_bytes(b"".join(self.certs[n].pem() for n in names))
         return path
 
     def cert(self, name: str) -> Path:
@@ -482,7 +373,7 @@ class Files:
         return self.work / f"{name}.key"
 
     def cns(self, names: Sequence[str] | None) -> list[str] | None:
-        return None if names is None else [self.pki[n].cn for n in names]
+        return None if names is None else [self.certs[n].cn for n in names]
 
 
 def _context(server: bool, sc: Scenario, files: Files) -> ssl.SSLContext:
@@ -514,21 +405,11 @@ class Outcome:
 
 
 def _run_python(sc: Scenario, files: Files) -> Outcome:
-    listener = rec._listener("127.0.0.1", sc.port)
-    server = rec.Side()
-    thread = threading.Thread(
-        target=rec._python_server,
-        args=(listener, _context(True, sc, files), [server]),
-        daemon=True,
-    )
-    thread.start()
-    try:
-        client = rec._python_client("127.0.0.1", sc.port, _context(False, sc, files), sc.sni, None)
-        if not server.done.wait(rec.TOOL_TIMEOUT):
-            raise rec.RecordingError(f"{sc.name}: the server did not finish")
-    finally:
-        thread.join(rec.TOOL_TIMEOUT)
-        listener.close()
+    server = Side()
+    with served(HOST, sc.port, python_server, [_context(True, sc, files)], [server]):
+        client = python_client(HOST, sc.port, _context(False, sc, files), sc.sni, None)
+        if not server.done.wait(TOOL_TIMEOUT):
+            raise RecordingError(f"{sc.name}: the server did not finish")
     alert = None
     if client.alert:  # the client received it: the server sent it
         alert = ("server", client.alert)
@@ -572,12 +453,11 @@ def _run_openssl(sc: Scenario, files: Files, verbose: bool) -> Outcome:
         if sc.client[1:]:
             extra = files.bundle(sc.client[1:], f"{sc.port}-client-extra")
             client_cmd += ["-cert_chain", str(extra)]
-    tool = rec.ToolScenario(sc.name, sc.port, TLS12, "openssl/openssl", sc.request, None, "")
-    env = {k: v for k, v in os.environ.items() if k != "SSLKEYLOGFILE"}
-    server, client = rec._run_tool_pair(tool, server_cmd, client_cmd, env)
+    tool = ToolScenario(sc.name, sc.port, TLS12, "openssl/openssl", sc.request, None, "")
+    server, client = run_tool_pair(tool, server_cmd, client_cmd, clean_env())
     if verbose:
         print(f"=== {sc.name}\n--- server\n{server.text}\n--- client\n{client.text}")
-    received = rec._received_alert("openssl", client)
+    received = received_alert("openssl", client.text)
     errors = [f"{num}: {text.strip()}" for num, text in _VERIFY_ERROR.findall(server.text)]
     return Outcome(
         completed=b"gnip\n" in client.out.encode(),
@@ -594,24 +474,24 @@ def run(sc: Scenario, files: Files, verbose: bool) -> dict[str, Any]:
     else:
         out = _run_openssl(sc, files, verbose)
     requested = sc.request != NONE
-    verdict = rec.verdict_of(
+    verdict = truth.verdict_of(
         requested=requested, resumed=False, completed=out.completed, cert_sent=bool(sc.client)
     )
     what = f"{out.observed}"
-    rec.check(sc.name, f"verdict ({what})", verdict, sc.expect)
-    rec.check(sc.name, f"alert ({what})", out.alert, sc.alert)
+    check(sc.name, f"verdict ({what})", verdict, sc.expect)
+    check(sc.name, f"alert ({what})", out.alert, sc.alert)
     if sc.stack == "python" and out.completed and requested:
         seen = out.observed["client_certificate_seen_by_server"]
-        rec.check(sc.name, "client certificate seen by server", seen, files.pki[sc.client[0]].cn)
+        check(sc.name, "client certificate seen by server", seen, files.certs[sc.client[0]].cn)
     if not sc.verify_errors_fatal and not out.observed["server_verify_errors"]:
-        raise rec.RecordingError(f"{sc.name}: s_server reported no verify error")
+        raise RecordingError(f"{sc.name}: s_server reported no verify error")
     chains = {"client": sc.client if requested else None, "server": sc.server}
     return {
         "scenario": sc.name,
         "stack": "python-ssl/python-ssl" if sc.stack == "python" else "openssl/openssl",
-        "client_ip": "127.0.0.1",
+        "client_ip": HOST,
         "client_port": out.client_port,
-        "server_ip": "127.0.0.1",
+        "server_ip": HOST,
         "server_port": sc.port,
         "tls_version": TLS12,
         "sni": sc.sni,
@@ -635,68 +515,51 @@ def run(sc: Scenario, files: Files, verbose: bool) -> dict[str, Any]:
     }
 
 
-def record_all(out: Path, verbose: bool) -> list[dict[str, Any]]:
+def _export(out: Path, files: Files) -> None:
+    """The public certificates, by CN, into ``certs-pki/`` (emptied first)."""
+    pki_dir = out / PKI_DIR
+    if pki_dir.exists():
+        shutil.rmtree(pki_dir)
+    pki_dir.mkdir(parents=True)
+    for c in files.certs.values():
+        (pki_dir / f"{c.cn.lower().replace(' ', '-')}.pem").write_bytes(c.pem())
+
+
+def record(out: Path, work: Path, verbose: bool) -> Iterator[cli.Recorded]:
+    files = Files(work, build_pki())
+    _export(out, files)
     sessions: list[dict[str, Any]] = []
-    with tempfile.TemporaryDirectory(prefix="tls-certs-pki-") as work:
-        files = Files(Path(work), build_pki())
-        pki_dir = out / PKI_DIR
-        if pki_dir.exists():
-            shutil.rmtree(pki_dir)
-        pki_dir.mkdir(parents=True)
-        for c in files.pki.values():
-            name = c.cn.lower().replace(" ", "-")
-            (pki_dir / f"{name}.pem").write_bytes(c.pem())
-        with rec.capture(rec.DUMPCAP_LO, out / CAPTURE, [sc.port for sc in SCENARIOS]):
-            for sc in SCENARIOS:
-                sessions.append(run(sc, files, verbose))
-                time.sleep(0.05)  # keeps the sessions' start times apart
-    return sessions
+    with capture(DUMPCAP_LO, out / CAPTURE, [sc.port for sc in SCENARIOS]):
+        for sc in SCENARIOS:
+            sessions.append(run(sc, files, verbose))
+            time.sleep(0.05)  # keeps the sessions' start times apart
+    truth.write(
+        out / TRUTH,
+        capture=CAPTURE,
+        keylog=None,
+        recorded_by=RECORDED_BY,
+        tools=tool_versions(),
+        sessions=sessions,
+        ca_bundle=f"{PKI_DIR}/{BUNDLE}",
+    )
+    truth.publish(out / CAPTURE)
+    yield cli.Recorded(out / CAPTURE, len(sessions))
 
 
-def _check_environment() -> None:
-    missing = [p for p in ("dumpcap", "openssl") if shutil.which(p) is None]
-    if missing:
-        raise SystemExit(f"missing programs: {', '.join(missing)}")
-    if os.geteuid() != 0:
-        raise SystemExit("capturing on loopback needs root")
+def _check_ports() -> None:
     for sc in SCENARIOS:
-        if rec._listening(sc.port):
+        if listening(sc.port):
             raise SystemExit(f"port {sc.port} is in use")
     with socket.socket() as probe:  # IPv4 loopback must be there
-        probe.bind(("127.0.0.1", 0))
+        probe.bind((HOST, 0))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=HERE, help="output folder (default: %(default)s)"
-    )
-    parser.add_argument("--verbose", action="store_true", help="print the openssl tools' output")
-    args = parser.parse_args(argv)
-    _check_environment()
-    out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    try:
-        sessions = record_all(out, args.verbose)
-    except (rec.RecordingError, OSError) as exc:
-        print(f"{CAPTURE}: {exc}", file=sys.stderr)
-        return 1
-    doc = {
-        "capture": CAPTURE,
-        "keylog": None,
-        "recorded_by": RECORDED_BY,
-        "captured_with": "dumpcap -i lo",
-        "ca_bundle": f"{PKI_DIR}/{BUNDLE}",
-        "tools": rec.tool_versions(),
-        "sessions": sessions,
-    }
-    (out / TRUTH).write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    (out / CAPTURE).chmod(0o644)
-    size = (out / CAPTURE).stat().st_size
-    print(f"{CAPTURE}: {len(sessions)} sessions, {size} bytes, {time.monotonic() - started:.1f} s")
-    return 0
+    args = cli.parser(__doc__, verbose="print the openssl tools' output").parse_args(argv)
+    cli.require(PROGRAMS)
+    _check_ports()
+    return cli.run("certs", args.out, lambda out, work: record(out, work, args.verbose))
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -2,7 +2,8 @@
 """Record TLS sessions whose content only a key log makes readable and that arrives in an unusual
 form, with their ground truth and key log.
 
-The companion of ``record.py`` (whose PKI, capture and helpers it uses) for:
+The companion of ``record.py`` (whose PKI, capture and Python ``ssl`` ends, in
+``captures/recording/``, it shares) for:
 
 - TLS 1.3 certificate compression (RFC 8879): the server's Certificate, and the client's when
   the CertificateRequest offers it, sent as CompressedCertificate (handshake type 25) with
@@ -29,24 +30,22 @@ Usage (as root)::
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
-import shutil
 import socket
 import ssl
-import sys
-import tempfile
 import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import record as rec  # noqa: E402  (PKI, capture, Python ssl and tool helpers)
+from recording import cli, core, keylog, truth
+from recording.capture import DUMPCAP_LO, capture
+from recording.core import FAILED, HOST, IO_TIMEOUT, MUTUAL, PING, PONG, RecordingError, check
+from recording.pki import Identity, Pki, build_pki
+from recording.programs import tool_versions
+from recording.pyssl import client_context, listener, recv_line
+from recording.truth import Where, session_entry, verdict_of
 
 try:
     import tlslite
@@ -61,9 +60,6 @@ except ImportError:  # checked in main()
 
 RECORDED_BY = "captures/record_compress.py"
 NAME = "compress"
-HOST = "127.0.0.1"
-TLS12, TLS13 = rec.TLS12, rec.TLS13
-MUTUAL, ONE_WAY, NOT_SENT, FAILED = rec.MUTUAL, rec.ONE_WAY, rec.NOT_SENT, rec.FAILED
 LATE_CHECKER = "checker"  # tlslite-ng's Checker refuses after the handshake
 LATE_APP = "application"  # the application checks the chain and sends bad_certificate
 
@@ -94,7 +90,7 @@ class LateScenario:
 
 
 TLS13_SCENARIOS = (
-    Tls13Scenario(9600, "tls13-compressed-zlib-one-way", ONE_WAY, ("zlib",)),
+    Tls13Scenario(9600, "tls13-compressed-zlib-one-way", core.ONE_WAY, ("zlib",)),
     Tls13Scenario(
         9601,
         "tls13-compressed-brotli-mutual",
@@ -114,7 +110,7 @@ TLS13_SCENARIOS = (
     Tls13Scenario(
         9604,
         "tls13-compressed-cert-requested-not-sent",
-        NOT_SENT,
+        core.NOT_SENT,
         ("zlib",),
         ("zlib",),
         None,
@@ -167,7 +163,7 @@ ALG_NAMES = {1: "zlib", 2: "brotli", 3: "zstd"}
 ALERT_NAMES = {0: "close_notify", 42: "bad_certificate", 48: "unknown_ca"}
 
 
-def _chain(identity: rec.Identity) -> tuple[Any, Any]:
+def _chain(identity: Identity) -> tuple[Any, Any]:
     chain = X509CertChain()
     chain.parsePemList(identity.chain.read_text())
     return chain, parsePEMKey(identity.key.read_text(), private=True)
@@ -206,13 +202,17 @@ def _keylog_tls13(keylog: Path, client_random: bytes, secrets: list[tuple[bytes,
         f.write("\n".join(lines) + "\n")
 
 
-def _serve(listener: socket.socket, name: str, work: Callable[[socket.socket], None]) -> Any:
+@contextmanager
+def _serving(port: int, work: Callable[[socket.socket], None]) -> Iterator[list[str]]:
+    """``work`` on the one connection to ``port``, in a thread named ``server-PORT`` (the taps
+    tell the ends apart by thread), while the block runs; yields the list of errors."""
     errors: list[str] = []
+    sock = listener(HOST, port)
 
     def run() -> None:
         try:
-            raw, _ = listener.accept()
-            raw.settimeout(rec.IO_TIMEOUT)
+            raw, _ = sock.accept()
+            raw.settimeout(IO_TIMEOUT)
             try:
                 work(raw)
             finally:
@@ -220,96 +220,13 @@ def _serve(listener: socket.socket, name: str, work: Callable[[socket.socket], N
         except Exception as exc:  # reported by the caller
             errors.append(f"server: {type(exc).__name__}: {exc}")
 
-    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread = threading.Thread(target=run, name=f"server-{port}", daemon=True)
     thread.start()
-    return thread, errors
-
-
-def run_tls13(sc: Tls13Scenario, pki: rec.Pki, keylog: Path, taps: Taps) -> dict[str, Any]:
-    server_chain, server_key = _chain(pki.server)
-    identity = pki.client(sc.client_id)
-    seen: dict[str, Any] = {}
-
-    def server(raw: socket.socket) -> None:
-        conn = TLSConnection(raw)
-        settings = _settings((3, 4), sc.server_sends, sc.client_sends)
-        conn.handshakeServer(
-            certChain=server_chain, privateKey=server_key, settings=settings, reqCert=sc.request
-        )
-        seen["client_chain"] = _cns(conn.session.clientCertChain)
-        line = conn.read(max=64)
-        if line != rec.PING:
-            raise rec.RecordingError(f"no ping: {line!r}")
-        conn.write(rec.PONG)
-        seen["server_done"] = True
-        conn.read(max=64)  # the client's close_notify
-        conn.close()
-
-    listener = rec._listener(HOST, sc.port)
-    thread, errors = _serve(listener, f"server-{sc.port}", server)
-    client_thread = f"client-{sc.port}"
-    result: dict[str, Any] = {}
-
-    def client() -> None:
-        raw = socket.create_connection((HOST, sc.port), timeout=rec.IO_TIMEOUT)
-        result["port"] = raw.getsockname()[1]
-        conn = TLSConnection(raw)
-        settings = _settings((3, 4), sc.client_sends, sc.server_sends or ("zlib",))
-        if identity is not None:
-            chain, key = _chain(identity)
-            conn.handshakeClientCert(chain, key, settings=settings, serverName=rec.SERVER_NAME)
-        else:
-            conn.handshakeClientCert(settings=settings, serverName=rec.SERVER_NAME)
-        result["server_chain"] = _cns(conn.session.serverCertChain)
-        result["client_random"] = bytes(conn._clientRandom)
-        result["secrets"] = taps.secrets.get(id(conn._recordLayer), [])
-        conn.write(rec.PING)
-        result["pong"] = conn.read(max=64) == rec.PONG
-        conn.close()
-
-    cthread = threading.Thread(target=lambda: _catch(client, errors), name=client_thread)
-    cthread.start()
-    cthread.join(rec.TOOL_TIMEOUT)
-    thread.join(rec.TOOL_TIMEOUT)
-    listener.close()
-    if errors or not result.get("pong"):
-        raise rec.RecordingError(f"{sc.scenario}: {'; '.join(errors) or 'no pong'}")
-    if len(result["secrets"]) < 2:
-        raise rec.RecordingError(f"{sc.scenario}: TLS 1.3 secrets not captured")
-    _keylog_tls13(keylog, result["client_random"], result["secrets"])
-    server_comp = [ALG_NAMES[a] for a, _ in taps.compressed.get(f"server-{sc.port}", [])]
-    client_comp = [ALG_NAMES[a] for a, _ in taps.compressed.get(client_thread, [])]
-    name = sc.scenario
-    rec.check(name, "server compression", server_comp, list(sc.server_sends[:1]))
-    rec.check(
-        name, "client compression", client_comp, list(sc.client_sends[:1]) if sc.request else []
-    )
-    sent = list(identity.sent) if identity is not None else []
-    rec.check(name, "client chain the server received", seen.get("client_chain"), sent)
-    rec.check(name, "server chain the client received", result["server_chain"], [*pki.server.sent])
-    verdict = rec.verdict_of(
-        requested=sc.request, resumed=False, completed=True, cert_sent=bool(sent)
-    )
-    rec.check(name, "verdict", verdict, sc.expect)
-    entry = rec.session_entry(
-        scenario=name,
-        stack="tlslite-ng/tlslite-ng",
-        ip=HOST,
-        client_port=result["port"],
-        server_port=sc.port,
-        version=TLS13,
-        sni=rec.SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=None,
-        client_chain=tuple(sent) if sc.request else None,
-        server_chain=pki.server.sent,
-    )
-    entry["compressed_certificate"] = {
-        "server": server_comp[0] if server_comp else None,
-        "client": client_comp[0] if client_comp else None,
-    }
-    return entry
+    try:
+        yield errors
+    finally:
+        thread.join(core.TOOL_TIMEOUT)
+        sock.close()
 
 
 def _catch(fn: Callable[[], None], errors: list[str]) -> None:
@@ -319,6 +236,82 @@ def _catch(fn: Callable[[], None], errors: list[str]) -> None:
         errors.append(f"client: {type(exc).__name__}: {exc}")
 
 
+def _tls13_server(sc: Tls13Scenario, pki: Pki, seen: dict[str, Any]) -> Callable[..., None]:
+    server_chain, server_key = _chain(pki.server)
+
+    def server(raw: socket.socket) -> None:
+        conn = TLSConnection(raw)
+        settings = _settings((3, 4), sc.server_sends, sc.client_sends)
+        conn.handshakeServer(
+            certChain=server_chain, privateKey=server_key, settings=settings, reqCert=sc.request
+        )
+        seen["client_chain"] = _cns(conn.session.clientCertChain)
+        line = conn.read(max=64)
+        if line != PING:
+            raise RecordingError(f"no ping: {line!r}")
+        conn.write(PONG)
+        seen["server_done"] = True
+        conn.read(max=64)  # the client's close_notify
+        conn.close()
+
+    return server
+
+
+def _tls13_client(
+    sc: Tls13Scenario, identity: Identity | None, taps: Taps, result: dict[str, Any]
+) -> None:
+    raw = socket.create_connection((HOST, sc.port), timeout=IO_TIMEOUT)
+    result["port"] = raw.getsockname()[1]
+    conn = TLSConnection(raw)
+    settings = _settings((3, 4), sc.client_sends, sc.server_sends or ("zlib",))
+    if identity is not None:
+        chain, key = _chain(identity)
+        conn.handshakeClientCert(chain, key, settings=settings, serverName=core.SERVER_NAME)
+    else:
+        conn.handshakeClientCert(settings=settings, serverName=core.SERVER_NAME)
+    result["server_chain"] = _cns(conn.session.serverCertChain)
+    result["client_random"] = bytes(conn._clientRandom)
+    result["secrets"] = taps.secrets.get(id(conn._recordLayer), [])
+    conn.write(PING)
+    result["pong"] = conn.read(max=64) == PONG
+    conn.close()
+
+
+def run_tls13(sc: Tls13Scenario, pki: Pki, keylog: Path, taps: Taps) -> dict[str, Any]:
+    identity = pki.client(sc.client_id)
+    seen: dict[str, Any] = {}
+    result: dict[str, Any] = {}
+    client_thread = f"client-{sc.port}"
+    with _serving(sc.port, _tls13_server(sc, pki, seen)) as errors:
+        run = lambda: _catch(lambda: _tls13_client(sc, identity, taps, result), errors)  # noqa: E731
+        cthread = threading.Thread(target=run, name=client_thread)
+        cthread.start()
+        cthread.join(core.TOOL_TIMEOUT)
+    if errors or not result.get("pong"):
+        raise RecordingError(f"{sc.scenario}: {'; '.join(errors) or 'no pong'}")
+    if len(result["secrets"]) < 2:
+        raise RecordingError(f"{sc.scenario}: TLS 1.3 secrets not captured")
+    _keylog_tls13(keylog, result["client_random"], result["secrets"])
+    server_comp = [ALG_NAMES[a] for a, _ in taps.compressed.get(f"server-{sc.port}", [])]
+    client_comp = [ALG_NAMES[a] for a, _ in taps.compressed.get(client_thread, [])]
+    name = sc.scenario
+    check(name, "server compression", server_comp, list(sc.server_sends[:1]))
+    check(name, "client compression", client_comp, list(sc.client_sends[:1]) if sc.request else [])
+    sent = list(identity.sent) if identity is not None else []
+    check(name, "client chain the server received", seen.get("client_chain"), sent)
+    check(name, "server chain the client received", result["server_chain"], [*pki.server.sent])
+    verdict = verdict_of(requested=sc.request, resumed=False, completed=True, cert_sent=bool(sent))
+    check(name, "verdict", verdict, sc.expect)
+    where = Where(name, "tlslite-ng/tlslite-ng", sc.port, core.TLS13, result["port"])
+    chain = tuple(sent) if sc.request else None
+    entry = session_entry(where, verdict, chain, pki.server.sent)
+    entry["compressed_certificate"] = {
+        "server": server_comp[0] if server_comp else None,
+        "client": client_comp[0] if client_comp else None,
+    }
+    return entry
+
+
 class _RefuseAll(Checker):  # type: ignore[misc]
     """A Checker pinned to a fingerprint no client has: refuses every chain."""
 
@@ -326,7 +319,7 @@ class _RefuseAll(Checker):  # type: ignore[misc]
         super().__init__(x509Fingerprint="00" * 20)
 
 
-def _issued_by_root(chain: Any, pki: rec.Pki) -> bool:
+def _issued_by_root(chain: Any, pki: Pki) -> bool:
     """The application's own check: the chain's last certificate is signed by the root CA."""
     from cryptography import x509
     from cryptography.exceptions import InvalidSignature
@@ -340,16 +333,14 @@ def _issued_by_root(chain: Any, pki: rec.Pki) -> bool:
     return True
 
 
-def run_late(sc: LateScenario, pki: rec.Pki, keylog: Path) -> dict[str, Any]:
+def _late_server(sc: LateScenario, pki: Pki, seen: dict[str, Any]) -> Callable[..., None]:
+    """A TLS 1.2 server that checks the client's chain after its own Finished: with a
+    ``Checker`` that refuses it, or by the application (and refuses with bad_certificate)."""
     server_chain, server_key = _chain(pki.server)
-    identity = pki.client(sc.client_id)
-    assert identity is not None
-    seen: dict[str, Any] = {}
 
     def server(raw: socket.socket) -> None:
         conn = TLSConnection(raw)
         settings = _settings((3, 3), (), ())
-        settings.minVersion = (3, 3)
         checker = _RefuseAll() if sc.refuse == LATE_CHECKER else None
         try:
             conn.handshakeServer(
@@ -371,15 +362,21 @@ def run_late(sc: LateScenario, pki: rec.Pki, keylog: Path) -> dict[str, Any]:
             except TLSLocalAlert:
                 seen["refused"] = "application: bad_certificate"
             return
-        if conn.read(max=64) != rec.PING:
-            raise rec.RecordingError("no ping")
-        conn.write(rec.PONG)
+        if conn.read(max=64) != PING:
+            raise RecordingError("no ping")
+        conn.write(PONG)
         conn.read(max=64)
         conn.close()
 
-    listener = rec._listener(HOST, sc.port)
-    thread, errors = _serve(listener, f"server-{sc.port}", server)
-    ctx = rec._client_context(pki, TLS12, identity, keylog)
+    return server
+
+
+def _late_client(
+    sc: LateScenario, pki: Pki, identity: Identity, keylog: Path, errors: list[str]
+) -> tuple[dict[str, Any], list[int]]:
+    """Python ``ssl``: ping, pong, close_notify; what it got and the fatal alerts its stack
+    read."""
+    ctx = client_context(pki, core.TLS12, identity, keylog)
     result: dict[str, Any] = {}
     alerts_read: list[tuple[int, int]] = []  # (level, description) as the client's stack read
 
@@ -389,115 +386,83 @@ def run_late(sc: LateScenario, pki: rec.Pki, keylog: Path) -> dict[str, Any]:
 
     ctx._msg_callback = on_message
     try:
-        raw = socket.create_connection((HOST, sc.port), timeout=rec.IO_TIMEOUT)
+        raw = socket.create_connection((HOST, sc.port), timeout=IO_TIMEOUT)
         result["port"] = raw.getsockname()[1]
-        with ctx.wrap_socket(raw, server_hostname=rec.SERVER_NAME) as tls:
+        with ctx.wrap_socket(raw, server_hostname=core.SERVER_NAME) as tls:
             try:
-                tls.sendall(rec.PING)
-                result["pong"] = rec._recv_line(tls) == rec.PONG
+                tls.sendall(PING)
+                result["pong"] = recv_line(tls) == PONG
                 tls.unwrap()
             except (ssl.SSLError, OSError) as exc:
                 result["error"] = f"{exc.reason if isinstance(exc, ssl.SSLError) else exc}"
     except OSError as exc:
         errors.append(f"client: {exc}")
-    thread.join(rec.TOOL_TIMEOUT)
-    listener.close()
+    return result, [d for level, d in alerts_read if level == 2]
+
+
+def run_late(sc: LateScenario, pki: Pki, keylog: Path) -> dict[str, Any]:
+    identity = pki.client(sc.client_id)
+    assert identity is not None
+    seen: dict[str, Any] = {}
+    with _serving(sc.port, _late_server(sc, pki, seen)) as errors:
+        result, fatal = _late_client(sc, pki, identity, keylog, errors)
     name = sc.scenario
     if errors:
-        raise rec.RecordingError(f"{name}: {'; '.join(errors)}")
-    rec.check(name, "client chain the server received", seen.get("client_chain"), [*identity.sent])
+        raise RecordingError(f"{name}: {'; '.join(errors)}")
+    check(name, "client chain the server received", seen.get("client_chain"), [*identity.sent])
     refused = "refused" in seen
-    rec.check(name, "server refused after the handshake", refused, sc.refuse is not None)
+    check(name, "server refused after the handshake", refused, sc.refuse is not None)
     completed = bool(result.get("pong"))
-    rec.check(name, "completed", completed, sc.refuse is None)
-    fatal = [d for level, d in alerts_read if level == 2]
+    check(name, "completed", completed, sc.refuse is None)
     alert = ALERT_NAMES.get(fatal[0]) if fatal else None
     if refused:
         # tlslite-ng's Checker refuses with a fatal close_notify; the application's own check
         # with bad_certificate
         want = "close_notify" if sc.refuse == LATE_CHECKER else "bad_certificate"
-        rec.check(name, "fatal alert the client read", alert, want)
+        check(name, "fatal alert the client read", alert, want)
     else:
-        rec.check(name, "fatal alerts the client read", fatal, [])
+        check(name, "fatal alerts the client read", fatal, [])
     verdict = FAILED if refused else MUTUAL
-    rec.check(name, "verdict", verdict, sc.expect)
-    entry = rec.session_entry(
-        scenario=name,
-        stack="python-ssl/tlslite-ng",
-        ip=HOST,
-        client_port=result["port"],
-        server_port=sc.port,
-        version=TLS12,
-        sni=rec.SERVER_NAME,
-        verdict=verdict,
-        resumed_from_mutual=None,
-        alert=alert,
-        client_chain=identity.sent,
-        server_chain=pki.server.sent,
-    )
+    check(name, "verdict", verdict, sc.expect)
+    where = Where(name, "python-ssl/tlslite-ng", sc.port, core.TLS12, result["port"])
+    chain = identity.sent
+    entry = session_entry(where, verdict, chain, pki.server.sent, alert=alert)
     # the refusal travels encrypted after the server's Finished: without the key log the
     # capture shows a completed mutual handshake and an unreadable alert record
     entry["late_refusal"] = refused
     return entry
 
 
-def record(out: Path, pki: rec.Pki) -> int:
-    keylog = out / f"{NAME}.keylog"
-    keylog.unlink(missing_ok=True)
-    keylog.touch()
+def record(out: Path, pki: Pki) -> int:
+    keylog_path = keylog.fresh(out / f"{NAME}.keylog")
     taps = Taps()
     taps.install()
     sessions: list[dict[str, Any]] = []
-    with rec.capture(rec.DUMPCAP_LO, out / f"{NAME}.pcapng", PORTS):
+    with capture(DUMPCAP_LO, out / f"{NAME}.pcapng", PORTS):
         for sc in TLS13_SCENARIOS:
-            sessions.append(run_tls13(sc, pki, keylog, taps))
+            sessions.append(run_tls13(sc, pki, keylog_path, taps))
         for late in LATE_SCENARIOS:
-            sessions.append(run_late(late, pki, keylog))
-    tools = rec.tool_versions()
+            sessions.append(run_late(late, pki, keylog_path))
+    tools = tool_versions()
     tools["tlslite_ng"] = tlslite.__version__
-    doc = {
-        "capture": f"{NAME}.pcapng",
-        "keylog": f"{NAME}.keylog",
-        "recorded_by": RECORDED_BY,
-        "captured_with": "dumpcap -i lo",
-        "tools": tools,
-        "sessions": sessions,
-    }
-    truth = out / f"{NAME}.truth.json"
-    truth.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    for path in (out / f"{NAME}.pcapng", keylog, truth):
-        path.chmod(0o644)
+    truth.write_recording(out, NAME, RECORDED_BY, tools, sessions)
     return len(sessions)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=HERE, help="output folder (default: %(default)s)"
-    )
-    args = parser.parse_args(argv)
+    args = cli.parser(__doc__, verbose=None).parse_args(argv)
     if tlslite is None:
         raise SystemExit(
             "needs tlslite-ng, brotli and zstandard: pip install tlslite-ng brotli zstandard"
         )
-    if shutil.which("dumpcap") is None:
-        raise SystemExit("missing program: dumpcap")
-    if os.geteuid() != 0:
-        raise SystemExit("capturing on loopback needs root")
-    out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tls-compress-") as tmp:
-        pki = rec.build_pki(Path(tmp) / "pki", None)
-        try:
-            count = record(out, pki)
-        except (rec.RecordingError, OSError) as exc:
-            print(f"{NAME}.pcapng: {exc}", file=sys.stderr)
-            return 1
-    size = (out / f"{NAME}.pcapng").stat().st_size
-    print(f"{NAME}.pcapng: {count} sessions, {size} bytes, {time.monotonic() - started:.1f} s")
-    return 0
+    cli.require(("dumpcap",))
+
+    def record_all(out: Path, work: Path) -> Iterator[cli.Recorded]:
+        pki = build_pki(work / "pki", None)
+        yield cli.Recorded(out / f"{NAME}.pcapng", record(out, pki))
+
+    return cli.run(NAME, args.out, record_all)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

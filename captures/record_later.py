@@ -2,7 +2,8 @@
 """Record TLS sessions whose client authentication comes late, or whose handshake takes a
 detour, with their ground truth and key logs.
 
-The companion of ``record.py`` (whose PKI, capture and tool helpers it uses) for:
+The companion of ``record.py`` (whose PKI, capture and tool commands, in ``captures/recording/``,
+it shares) for:
 
 - TLS 1.2 renegotiation that asks for the client certificate only after the first handshake,
   the classic web-server pattern: ``openssl s_server`` is told ``R`` on its stdin after a line
@@ -26,36 +27,32 @@ Usage (as root)::
 
 from __future__ import annotations
 
-import argparse
-import json
-import os
 import re
-import shutil
 import socket
 import ssl
-import subprocess
-import sys
-import tempfile
-import threading
-import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import record as rec  # noqa: E402  (PKI, capture, Python ssl and tool helpers)
+from recording import cli, core, keylog, tools, truth
+from recording.capture import (
+    DUMPCAP_LO,
+    capture,
+    connections_closed,
+    wait_until,
+)
+from recording.core import MUTUAL, PING, PONG, POST_HANDSHAKE, TLS12, TLS13, RecordingError, check
+from recording.pki import Pki, build_pki
+from recording.programs import Program, clean_env, serving, tool_versions
+from recording.pyssl import client_context, peer_cn, recv_line, served, server_context
+from recording.tools import gnutls_client_cmd, msg_log, readable, version_flag
+from recording.truth import Where, chain_sent, session_entry, verdict_of
 
 RECORDED_BY = "captures/record_later.py"
-TLS12, TLS13 = rec.TLS12, rec.TLS13
-MUTUAL, ONE_WAY, NOT_SENT, RESUMED = rec.MUTUAL, rec.ONE_WAY, rec.NOT_SENT, rec.RESUMED
-RENEGOTIATION = "renegotiation"
-POST_HANDSHAKE = "post-handshake"
-HOST = "127.0.0.1"
+PROGRAMS = ("dumpcap", "openssl", "gnutls-cli")
 EARLY = b"early\n"
 AFTER = b"after\n"
-WAIT = rec.TOOL_TIMEOUT
 
 
 # --------------------------------------------------------------------------------------------
@@ -113,13 +110,21 @@ TLS12_SCENARIOS: tuple[Scenario, ...] = (
         8561,
         TLS12,
         "openssl",
-        (Conn("tls12-renegotiation-mutual", "bob", MUTUAL, "R", RENEGOTIATION),),
+        (Conn("tls12-renegotiation-mutual", "bob", MUTUAL, "R", core.RENEGOTIATION),),
     ),
     ToolScenario(
         8562,
         TLS12,
         "openssl",
-        (Conn("tls12-renegotiation-cert-requested-not-sent", None, NOT_SENT, "R", RENEGOTIATION),),
+        (
+            Conn(
+                "tls12-renegotiation-cert-requested-not-sent",
+                None,
+                core.NOT_SENT,
+                "R",
+                core.RENEGOTIATION,
+            ),
+        ),
     ),
     # gnutls-cli 3.7.9 aborts the renegotiation with unexpected_message when the first handshake
     # gave it a TLS 1.2 session ticket; without tickets it completes
@@ -127,14 +132,14 @@ TLS12_SCENARIOS: tuple[Scenario, ...] = (
         8563,
         TLS12,
         "gnutls",
-        (Conn("tls12-renegotiation-mutual-gnutls", "carol", MUTUAL, "R", RENEGOTIATION),),
+        (Conn("tls12-renegotiation-mutual-gnutls", "carol", MUTUAL, "R", core.RENEGOTIATION),),
         server_args=("-no_ticket",),
     ),
     ToolScenario(
         8564,
         TLS12,
         "openssl",
-        (Conn("tls12-renegotiation-without-request", "bob", ONE_WAY, "r"),),
+        (Conn("tls12-renegotiation-without-request", "bob", core.ONE_WAY, "r"),),
     ),
 )
 
@@ -161,7 +166,7 @@ TLS13_SCENARIOS: tuple[Scenario, ...] = (
         Conn(
             "tls13-post-handshake-cert-requested-not-sent-python",
             None,
-            NOT_SENT,
+            core.NOT_SENT,
             later=POST_HANDSHAKE,
         ),
     ),
@@ -177,7 +182,7 @@ TLS13_SCENARIOS: tuple[Scenario, ...] = (
         8576,
         TLS13,
         "openssl",
-        (Conn("tls13-hello-retry-one-way", "bob", ONE_WAY, hrr=True),),
+        (Conn("tls13-hello-retry-one-way", "bob", core.ONE_WAY, hrr=True),),
         server_args=("-groups", "P-256"),
         client_args=("-groups", "X25519:P-256"),
     ),
@@ -187,7 +192,7 @@ TLS13_SCENARIOS: tuple[Scenario, ...] = (
         "openssl",
         (
             Conn("tls13-mutual-before-0rtt", "bob", MUTUAL),
-            Conn("tls13-resumed-0rtt", "bob", RESUMED, early_data=True),
+            Conn("tls13-resumed-0rtt", "bob", core.RESUMED, early_data=True),
         ),
         server_args=("-early_data", *REQUIRE),
     ),
@@ -245,22 +250,17 @@ class Seen:
     def count(self, sender: str, name: str) -> int:
         return sum(1 for m in self.messages if m == (sender, name))
 
+    def lengths_of(self, sender: str, name: str) -> list[int]:
+        pairs = zip(self.messages, self.lengths, strict=True)
+        return [n for m, n in pairs if m == (sender, name)]
 
-_MSG = re.compile(r"^(<<<|>>>) [^,\n]+, Handshake \[length ([0-9a-f]+)\], (\w+)", re.M)
+
 _DEPTH0 = re.compile(r"^depth=0 .*?CN ?= ?([^,\n]+)$", re.M)
 _FATAL = re.compile(r"Alert \[length [0-9a-f]+\], fatal (\w+)")
 
 
-def _msg_log(text: str, me: str) -> tuple[list[tuple[str, str]], list[int]]:
-    """Handshake messages of an ``openssl -msg`` log as (sender, name), and their lengths;
-    ``me`` is the role of the program that wrote the log."""
-    peer = "client" if me == "server" else "server"
-    found = _MSG.findall(text)
-    return [(me if d == ">>>" else peer, n) for d, _, n in found], [int(n, 16) for _, n, _ in found]
-
-
 def _server_seen(text: str) -> Seen:
-    messages, lengths = _msg_log(text, "server")
+    messages, lengths = msg_log(text, "server")
     cns = _DEPTH0.findall(text)
     return Seen(
         messages=messages,
@@ -277,83 +277,45 @@ def _server_seen(text: str) -> Seen:
 # Running the tools
 
 
-class Proc:
-    """A tool with its stdin on a pipe and its stdout and stderr collected together."""
-
-    def __init__(self, cmd: list[str], env: dict[str, str] | None = None) -> None:
-        self.cmd = cmd
-        self.proc = subprocess.Popen(
-            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=env
-        )
-        self.out = rec._Drain(self.proc.stdout)
-
-    def send(self, data: bytes) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.write(data)
-            self.proc.stdin.flush()
-        except BrokenPipeError as exc:
-            raise rec.RecordingError(f"{self.cmd[0]} exited early") from exc
-
-    def close_stdin(self) -> None:
-        assert self.proc.stdin is not None
-        try:
-            self.proc.stdin.close()
-        except BrokenPipeError:
-            pass
-
-    def text(self) -> str:
-        return self.out.text()
-
-    def lines(self, line: bytes) -> int:
-        """How many times ``line`` (ending with a newline) stands on a line of its own."""
-        text, want = self.text(), line.decode()
-        return text.count("\n" + want) + (1 if text.startswith(want) else 0)
-
-    def stop(self) -> str:
-        rec._stop(self.proc)
-        return self.out.join()
-
-
-_HEX = re.compile(r"^    [0-9a-f]{2}( [0-9a-f]{2})*$\n?|^.*RecordHeader.*$\n?", re.M)
-
-
-def _readable(log: str) -> str:
-    """An ``openssl -msg`` log without its hex dumps."""
-    return _HEX.sub("", log)
-
-
 def _wait(ready: Callable[[], bool], what: str, logs: Callable[[], str]) -> None:
-    if not rec._wait_until(ready, WAIT):
-        raise rec.RecordingError(f"timed out waiting for {what}\n{_readable(logs())}")
+    if not wait_until(ready, core.TOOL_TIMEOUT):
+        raise RecordingError(f"timed out waiting for {what}\n{readable(logs())}")
 
 
-def _server_cmd(sc: ToolScenario, pki: rec.Pki) -> list[str]:
-    cmd = ["openssl", "s_server", "-accept", f"{HOST}:{sc.port}", "-naccept", str(len(sc.conns))]
+def _server_cmd(sc: ToolScenario, pki: Pki) -> list[str]:
+    cmd = [
+        "openssl",
+        "s_server",
+        "-accept",
+        f"{core.HOST}:{sc.port}",
+        "-naccept",
+        str(len(sc.conns)),
+    ]
     cmd += ["-cert", str(pki.server.cert), "-key", str(pki.server.key)]
     cmd += ["-cert_chain", str(pki.server.extra), "-CAfile", str(pki.root)]
-    cmd += ["-tls1_2" if sc.version == TLS12 else "-tls1_3", "-msg", "-verify_return_error"]
+    cmd += [version_flag(sc.version), "-msg", "-verify_return_error"]
     if any(c.command in ("R", "r") for c in sc.conns):
         cmd.append("-no_resumption_on_reneg")  # else the renegotiation resumes the session
     return cmd + list(sc.server_args)
 
 
 def _client_cmd(
-    sc: ToolScenario, conn: Conn, pki: rec.Pki, keylog: Path, session: Path
+    sc: ToolScenario, conn: Conn, pki: Pki, keylog: Path, session: Path
 ) -> tuple[list[str], dict[str, str]]:
     identity = pki.client(conn.client_id)
-    env = {k: v for k, v in os.environ.items() if k != "SSLKEYLOGFILE"}
     if sc.client == "gnutls":
-        cmd = ["gnutls-cli", "-p", str(sc.port), "--x509cafile", str(pki.root)]
-        cmd += ["--sni-hostname", rec.SERVER_NAME, "--verify-hostname", rec.SERVER_NAME]
-        cmd += ["--priority", rec._gnutls_priority(sc.version)]
-        if identity is not None:
-            cmd += ["--x509certfile", str(identity.chain), "--x509keyfile", str(identity.key)]
-        env["SSLKEYLOGFILE"] = str(keylog)
-        return [*cmd, *sc.client_args, HOST], env
-    cmd = ["openssl", "s_client", "-connect", f"{HOST}:{sc.port}", "-servername", rec.SERVER_NAME]
+        cmd = gnutls_client_cmd(tools.Endpoint(sc.port, sc.version), pki, identity)
+        return [*cmd[:-1], *sc.client_args, cmd[-1]], clean_env(keylog)
+    cmd = [
+        "openssl",
+        "s_client",
+        "-connect",
+        f"{core.HOST}:{sc.port}",
+        "-servername",
+        core.SERVER_NAME,
+    ]
     cmd += ["-CAfile", str(pki.root), "-verify_return_error", "-no_ign_eof", "-nocommands"]
-    cmd += ["-tls1_2" if sc.version == TLS12 else "-tls1_3", "-msg", "-keylogfile", str(keylog)]
+    cmd += [version_flag(sc.version), "-msg", "-keylogfile", str(keylog)]
     if identity is not None:
         cmd += ["-cert", str(identity.cert), "-key", str(identity.key)]
         cmd += ["-cert_chain", str(identity.extra)]
@@ -363,7 +325,7 @@ def _client_cmd(
         cmd += ["-sess_in", str(session), "-early_data", str(early)]
     else:
         cmd += ["-sess_out", str(session)]
-    return [*cmd, *sc.client_args], env
+    return [*cmd, *sc.client_args], clean_env()
 
 
 def _later_done(seen: Callable[[], Seen], command: str) -> Callable[[], bool]:
@@ -374,7 +336,7 @@ def _later_done(seen: Callable[[], Seen], command: str) -> Callable[[], bool]:
 
 
 def _converse(
-    sc: ToolScenario, conn: Conn, server: Proc, client: Proc, start: int, index: int
+    sc: ToolScenario, conn: Conn, server: Program, client: Program, start: int, index: int
 ) -> None:
     """ping from the client; the server's command and the later handshake; a line from the
     client after it; pong from the server; then the client closes (close_notify both ways)."""
@@ -385,35 +347,29 @@ def _converse(
     def seen() -> Seen:
         return _server_seen(server.text()[start:])
 
-    client.send(rec.PING)
-    _wait(lambda: server.lines(rec.PING) > index, "the client's ping", logs)
+    client.send(PING, strict=True)
+    _wait(lambda: server.lines(PING) > index, "the client's ping", logs)
     if conn.command is not None:
-        server.send(f"{conn.command}\n".encode())
+        server.send(f"{conn.command}\n".encode(), strict=True)
         _wait(_later_done(seen, conn.command), f"the handshake after {conn.command!r}", logs)
-        client.send(AFTER)
+        client.send(AFTER, strict=True)
         _wait(lambda: server.lines(AFTER) > index, "the client's line after it", logs)
-    server.send(rec.PONG)
-    _wait(lambda: client.lines(rec.PONG) > 0, "the server's pong", logs)
+    server.send(PONG, strict=True)
+    _wait(lambda: client.lines(PONG) > 0, "the server's pong", logs)
     client.close_stdin()
     _wait(lambda: client.proc.poll() is not None, "the client to exit", logs)
-    _wait(lambda: rec._connections_closed(sc.port), "the server's close", logs)
+    _wait(lambda: connections_closed(sc.port), "the server's close", logs)
 
 
 def run_tool(
-    sc: ToolScenario, pki: rec.Pki, keylog: Path, work: Path, verbose: bool
+    sc: ToolScenario, pki: Pki, keylog: Path, work: Path, verbose: bool
 ) -> list[dict[str, Any]]:
-    if rec._listening(sc.port):
-        raise rec.RecordingError(f"port {sc.port} is already in use")
-    server = Proc(_server_cmd(sc, pki))
     entries: list[dict[str, Any]] = []
     session = work / f"session-{sc.port}.pem"
-    try:
-        rec._wait_listening(sc.port, server.proc)
-        previous: dict[str, Any] | None = None
+    with serving(_server_cmd(sc, pki), sc.port, stdin=True) as server:
         for index, conn in enumerate(sc.conns):
             start = len(server.text())
-            cmd, env = _client_cmd(sc, conn, pki, keylog, session)
-            client = Proc(cmd, env)
+            client = Program(*_client_cmd(sc, conn, pki, keylog, session))
             try:
                 _converse(sc, conn, server, client, start, index)
             finally:
@@ -421,18 +377,15 @@ def run_tool(
             server_log = server.text()[start:]
             if verbose:
                 print(
-                    f"=== {conn.scenario}\n--- server\n{_readable(server_log)}\n"
-                    f"--- client\n{_readable(client_log)}"
+                    f"=== {conn.scenario}\n--- server\n{readable(server_log)}\n"
+                    f"--- client\n{readable(client_log)}"
                 )
             seen = _server_seen(server_log)
             seen.completed = True  # _converse returned: every line crossed both ways
             _check_client_view(sc, conn, seen, client_log)
-            entry = _judge(conn, sc.version, sc.stack, sc.port, pki, seen, previous)
-            entries.append(entry)
-            previous = entry
-        rec._wait_until(lambda: server.proc.poll() is not None, 2.0)
-    finally:
-        server.stop()
+            previous = entries[-1] if entries else None
+            entries.append(_judge(conn, sc.version, sc.stack, sc.port, pki, seen, previous))
+        wait_until(server.ended, 2.0)
     return entries
 
 
@@ -440,18 +393,18 @@ def _check_client_view(sc: ToolScenario, conn: Conn, seen: Seen, log: str) -> No
     """The client must have reported the same handshake as the server."""
     name = conn.scenario
     if sc.client == "openssl":
-        messages, _ = _msg_log(log, "client")
-        rec.check(name, "handshake messages the client reported", messages, seen.messages)
+        messages, _ = msg_log(log, "client")
+        check(name, "handshake messages the client reported", messages, seen.messages)
         if conn.early_data:
-            rec.check(name, "client early data", "Early data was accepted" in log, True)
+            check(name, "client early data", "Early data was accepted" in log, True)
         return
     requested = conn.command in ("R", "c")
     if conn.command == "R":
-        rec.check(name, "gnutls rehandshake", "*** Rehandshake was performed." in log, requested)
+        check(name, "gnutls rehandshake", "*** Rehandshake was performed." in log, requested)
     if conn.command == "c":
-        rec.check(name, "gnutls re-auth", "*** Re-auth was performed." in log, requested)
+        check(name, "gnutls re-auth", "*** Re-auth was performed." in log, requested)
     sent = re.search(r"- Successfully sent (\d+) certificate\(s\) to server", log)
-    rec.check(name, "certificates gnutls-cli sent", sent is not None, requested)
+    check(name, "certificates gnutls-cli sent", sent is not None, requested)
 
 
 # --------------------------------------------------------------------------------------------
@@ -469,13 +422,37 @@ def _py_name(msg_type: object) -> str:
     return _PY_NAMES.get(name, "".join(w.capitalize() for w in name.split("_")))
 
 
-def run_python_pha(sc: PhaScenario, pki: rec.Pki, keylog: Path) -> list[dict[str, Any]]:
-    """The server reads a line, calls ``verify_client_post_handshake()`` and writes a line (the
-    CertificateRequest goes out before it); the client's answer is read with its next line."""
+def _pha_server(
+    sock: socket.socket, ctx: ssl.SSLContext, peer: list[str | None], errors: list[str]
+) -> None:
+    """Read a line, ask for the certificate after the handshake, write a line (the request goes
+    out before it), read the client's next line (its answer comes before it), answer pong."""
+    try:
+        raw, _ = sock.accept()
+        raw.settimeout(core.IO_TIMEOUT)
+        with ctx.wrap_socket(raw, server_side=True) as tls:
+            if recv_line(tls) != PING:
+                raise RecordingError("no ping")
+            if peer_cn(tls.getpeercert()) is not None:
+                raise RecordingError("client certificate in the first handshake")
+            tls.verify_client_post_handshake()
+            tls.sendall(b"cert\n")
+            if recv_line(tls) != AFTER:
+                raise RecordingError("no line after the post-handshake authentication")
+            peer.append(peer_cn(tls.getpeercert()))
+            tls.sendall(PONG)
+            if tls.recv(64) == b"":
+                tls.unwrap()
+    except (OSError, ssl.SSLError, RecordingError) as exc:
+        errors.append(f"server: {exc}")
+
+
+def run_python_pha(sc: PhaScenario, pki: Pki, keylog: Path) -> list[dict[str, Any]]:
+    """A Python server asking a Python client for its certificate after the handshake."""
     conn = sc.conn
     identity = pki.client(conn.client_id)
     verify = ssl.CERT_REQUIRED if identity is not None else ssl.CERT_OPTIONAL
-    sctx = rec._tls_server_context(pki, TLS13, verify)
+    sctx = server_context(pki, TLS13, verify)
     sctx.post_handshake_auth = True
     seen = Seen()
 
@@ -484,51 +461,25 @@ def run_python_pha(sc: PhaScenario, pki: rec.Pki, keylog: Path) -> list[dict[str
             seen.messages.append(("server" if direction == "write" else "client", _py_name(mtype)))
 
     sctx._msg_callback = on_message
-    cctx = rec._client_context(pki, TLS13, identity, keylog)
+    cctx = client_context(pki, TLS13, identity, keylog)
     cctx.post_handshake_auth = True
-    listener = rec._listener(HOST, sc.port)
     errors: list[str] = []
     peer: list[str | None] = []
-
-    def serve() -> None:
+    with served(core.HOST, sc.port, _pha_server, sctx, peer, errors):
         try:
-            raw, _ = listener.accept()
-            raw.settimeout(rec.IO_TIMEOUT)
-            with sctx.wrap_socket(raw, server_side=True) as tls:
-                if rec._recv_line(tls) != rec.PING:
-                    raise rec.RecordingError("no ping")
-                if rec._peer_cn(tls.getpeercert()) is not None:
-                    raise rec.RecordingError("client certificate in the first handshake")
-                tls.verify_client_post_handshake()
-                tls.sendall(b"cert\n")
-                if rec._recv_line(tls) != AFTER:
-                    raise rec.RecordingError("no line after the post-handshake authentication")
-                peer.append(rec._peer_cn(tls.getpeercert()))
-                tls.sendall(rec.PONG)
-                if tls.recv(64) == b"":
-                    tls.unwrap()
-        except (OSError, ssl.SSLError, rec.RecordingError) as exc:
-            errors.append(f"server: {exc}")
-
-    thread = threading.Thread(target=serve, daemon=True)
-    thread.start()
-    try:
-        raw = socket.create_connection((HOST, sc.port), timeout=rec.IO_TIMEOUT)
-        seen.client_port = raw.getsockname()[1]
-        with cctx.wrap_socket(raw, server_hostname=rec.SERVER_NAME) as tls:
-            tls.sendall(rec.PING)
-            if rec._recv_line(tls) != b"cert\n":
-                raise rec.RecordingError("no line from the server")
-            tls.sendall(AFTER)
-            seen.completed = rec._recv_line(tls) == rec.PONG
-            tls.unwrap()
-    except (OSError, ssl.SSLError) as exc:
-        errors.append(f"client: {exc}")
-    finally:
-        thread.join(WAIT)
-        listener.close()
+            raw = socket.create_connection((core.HOST, sc.port), timeout=core.IO_TIMEOUT)
+            seen.client_port = raw.getsockname()[1]
+            with cctx.wrap_socket(raw, server_hostname=core.SERVER_NAME) as tls:
+                tls.sendall(PING)
+                if recv_line(tls) != b"cert\n":
+                    raise RecordingError("no line from the server")
+                tls.sendall(AFTER)
+                seen.completed = recv_line(tls) == PONG
+                tls.unwrap()
+        except (OSError, ssl.SSLError) as exc:
+            errors.append(f"client: {exc}")
     if errors or not peer:
-        raise rec.RecordingError(f"{conn.scenario}: {'; '.join(errors) or 'server did not end'}")
+        raise RecordingError(f"{conn.scenario}: {'; '.join(errors) or 'server did not end'}")
     seen.verified_cn = peer[0]
     return [_judge(conn, TLS13, sc.stack, sc.port, pki, seen, None)]
 
@@ -542,7 +493,7 @@ def _judge(
     version: str,
     stack: str,
     port: int,
-    pki: rec.Pki,
+    pki: Pki,
     seen: Seen,
     previous: dict[str, Any] | None,
 ) -> dict[str, Any]:
@@ -559,52 +510,43 @@ def _judge(
     cert_sent = requested and seen.verified_cn is not None
     later_auth = None
     if requested_later:
-        later_auth = RENEGOTIATION if version == TLS12 else POST_HANDSHAKE
+        later_auth = core.RENEGOTIATION if version == TLS12 else POST_HANDSHAKE
     hrr = version == TLS13 and seen.count("client", "ClientHello") == 2
-    verdict = rec.verdict_of(
+    verdict = verdict_of(
         requested=requested, resumed=seen.reused, completed=seen.completed, cert_sent=cert_sent
     )
     logs = f"messages: {seen.messages}"
     try:
-        rec.check(name, "fatal alerts", seen.fatal_alerts, [])
-        rec.check(name, "verify errors", seen.verify_error, False)
-        rec.check(name, "verdict", verdict, conn.expect)
-        rec.check(name, "later authentication", later_auth, conn.later)
-        rec.check(name, "HelloRetryRequest", hrr, conn.hrr)
-        rec.check(name, "early data", seen.early_data, conn.early_data)
+        check(name, "fatal alerts", seen.fatal_alerts, [])
+        check(name, "verify errors", seen.verify_error, False)
+        check(name, "verdict", verdict, conn.expect)
+        check(name, "later authentication", later_auth, conn.later)
+        check(name, "HelloRetryRequest", hrr, conn.hrr)
+        check(name, "early data", seen.early_data, conn.early_data)
         if requested:
-            rec.check(name, "client Certificate message", answered, True)
-            rec.check(name, "client verified", seen.verified_cn, identity and identity.cn)
+            check(name, "client Certificate message", answered, True)
+            check(name, "client verified", seen.verified_cn, identity and identity.cn)
         if conn.command in ("R", "r"):
-            rec.check(name, "HelloRequest", seen.count("server", "HelloRequest"), 1)
-            rec.check(name, "renegotiating ClientHello", seen.count("client", "ClientHello"), 2)
+            check(name, "HelloRequest", seen.count("server", "HelloRequest"), 1)
+            check(name, "renegotiating ClientHello", seen.count("client", "ClientHello"), 2)
         if version == TLS12 and requested:
-            sizes = [
-                n
-                for m, n in zip(seen.messages, seen.lengths, strict=True)
-                if m == ("client", "Certificate")
-            ]
-            rec.check(name, "empty TLS 1.2 Certificate", sizes[-1] == 7, not cert_sent)
-    except rec.RecordingError as exc:
-        raise rec.RecordingError(f"{exc}\n{logs}") from None
+            sizes = seen.lengths_of("client", "Certificate")
+            check(name, "empty TLS 1.2 Certificate", sizes[-1] == 7, not cert_sent)
+    except RecordingError as exc:
+        raise RecordingError(f"{exc}\n{logs}") from None
     from_mutual = None
-    if verdict == RESUMED:
+    if verdict == core.RESUMED:
         if previous is None:
-            raise rec.RecordingError(f"{name}: resumed, but no session before it")
+            raise RecordingError(f"{name}: resumed, but no session before it")
         from_mutual = previous["verdict"] == MUTUAL
-    entry = rec.session_entry(
-        scenario=name,
-        stack=stack,
-        ip=HOST,
-        client_port=seen.client_port,
-        server_port=port,
-        version=version,
-        sni=rec.SERVER_NAME,
-        verdict=verdict,
+    where = Where(name, stack, port, version, seen.client_port)
+    chain = chain_sent(requested, True, identity)
+    entry = session_entry(
+        where,
+        verdict,
+        chain,
+        None if seen.reused else pki.server.sent,
         resumed_from_mutual=from_mutual,
-        alert=None,
-        client_chain=None if not requested else (identity.sent if identity else ()),
-        server_chain=None if seen.reused else pki.server.sent,
     )
     entry.update(
         ended=None,
@@ -616,63 +558,30 @@ def _judge(
     return entry
 
 
-def record(spec: CaptureSpec, out: Path, pki: rec.Pki, work: Path, verbose: bool) -> int:
-    keylog = out / spec.keylog
-    keylog.unlink(missing_ok=True)
-    keylog.touch()
+def record(spec: CaptureSpec, out: Path, pki: Pki, work: Path, verbose: bool) -> int:
+    keylog_path = keylog.fresh(out / spec.keylog)
     sessions: list[dict[str, Any]] = []
-    ports = [sc.port for sc in spec.scenarios]
-    with rec.capture(rec.DUMPCAP_LO, out / spec.file, ports):
+    with capture(DUMPCAP_LO, out / spec.file, [sc.port for sc in spec.scenarios]):
         for sc in spec.scenarios:
             if isinstance(sc, PhaScenario):
-                sessions += run_python_pha(sc, pki, keylog)
+                sessions += run_python_pha(sc, pki, keylog_path)
             else:
-                sessions += run_tool(sc, pki, keylog, work, verbose)
-    doc = {
-        "capture": spec.file,
-        "keylog": spec.keylog,
-        "recorded_by": RECORDED_BY,
-        "captured_with": "dumpcap -i lo",
-        "tools": rec.tool_versions(),
-        "sessions": sessions,
-    }
-    truth = out / f"{spec.name}.truth.json"
-    truth.write_text(json.dumps(doc, indent=2) + "\n", encoding="utf-8")
-    for path in (out / spec.file, keylog, truth):
-        path.chmod(0o644)
+                sessions += run_tool(sc, pki, keylog_path, work, verbose)
+    truth.write_recording(out, spec.name, RECORDED_BY, tool_versions(), sessions)
     return len(sessions)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=HERE, help="output folder (default: %(default)s)"
-    )
-    parser.add_argument("--verbose", action="store_true", help="print the tools' output")
-    args = parser.parse_args(argv)
-    missing = [p for p in ("dumpcap", "openssl", "gnutls-cli") if shutil.which(p) is None]
-    if missing:
-        raise SystemExit(f"missing programs: {', '.join(missing)}")
-    if os.geteuid() != 0:
-        raise SystemExit("capturing on loopback needs root")
-    out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    with tempfile.TemporaryDirectory(prefix="tls-later-") as tmp:
-        work = Path(tmp)
-        pki = rec.build_pki(work / "pki", None)  # public certificates are not exported
+    args = cli.parser(__doc__, verbose="print the tools' output").parse_args(argv)
+    cli.require(PROGRAMS)
+
+    def record_all(out: Path, work: Path) -> Iterator[cli.Recorded]:
+        pki = build_pki(work / "pki", None)  # public certificates are not exported
         for spec in CAPTURES:
-            t0 = time.monotonic()
-            try:
-                count = record(spec, out, pki, work, args.verbose)
-            except (rec.RecordingError, OSError) as exc:
-                print(f"{spec.file}: {exc}", file=sys.stderr)
-                return 1
-            size = (out / spec.file).stat().st_size
-            print(f"{spec.file}: {count} sessions, {size} bytes, {time.monotonic() - t0:.1f} s")
-    print(f"total {time.monotonic() - started:.1f} s")
-    return 0
+            yield cli.Recorded(out / spec.file, record(spec, out, pki, work, args.verbose))
+
+    return cli.run("later", args.out, record_all)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -3,8 +3,9 @@
 truth and a key log.
 
 The companion of ``record_wolfssl.py``, whose matrix, programs driver, judging and tshark check
-it reuses. A small C program, ``captures/stacks/mbedtls/peer.c``, is compiled with ``gcc`` into
-a temporary folder and linked with the system's Mbed TLS (Debian ``libmbedtls-dev`` 2.28).
+(``recording/cpeer.py``) it shares. A small C program, ``captures/stacks/mbedtls/peer.c``, is
+compiled with ``gcc`` into a temporary folder and linked with the system's Mbed TLS (Debian
+``libmbedtls-dev`` 2.28).
 Mbed TLS 2.28 has no TLS 1.3, so only the TLS 1.2 half of the matrix is recorded: mutual,
 one-way, cert-requested-not-sent, required-without-cert, refused-unknown-ca and refused-expired,
 each with the Mbed TLS peer as server against ``openssl s_client`` and ``gnutls-cli``, as client
@@ -20,12 +21,10 @@ Usage (as root)::
 from __future__ import annotations
 
 import re
-import sys
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import record_wolfssl as rw  # noqa: E402  (matrix, driver, judging, tshark check)
+from recording.core import TLS12
+from recording.cpeer import Stack, run
 
 
 def _mbedtls_version() -> str:
@@ -34,18 +33,16 @@ def _mbedtls_version() -> str:
     return match.group(1) if match else "unknown"
 
 
-MBEDTLS = rw.Stack(
-    name="mbedtls",
-    source=HERE / "stacks" / "mbedtls" / "peer.c",
-    libs=("-lmbedtls", "-lmbedx509", "-lmbedcrypto"),
-    versions=(rw.TLS12,),
-    ports=range(9550, 9600),
+MBEDTLS = Stack(
+    "mbedtls",
+    ("-lmbedtls", "-lmbedx509", "-lmbedcrypto"),
+    range(9550, 9600),
+    _mbedtls_version,
+    versions=(TLS12,),  # no TLS 1.3 in 2.28
     pha=False,
     tls12_ec_server=False,
-    recorded_by="captures/record_mbedtls.py",
-    library_version=_mbedtls_version,
 )
 
 
 if __name__ == "__main__":
-    sys.exit(rw.run(MBEDTLS))
+    raise SystemExit(run(MBEDTLS))

@@ -21,50 +21,49 @@ Usage (as root; ``pip install tlslite-ng brotli zstandard``)::
 
 from __future__ import annotations
 
-import argparse
-import os
-import shutil
-import subprocess
 import sys
-import tempfile
-import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from importlib import metadata
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import record as rec  # noqa: E402
-import record_erlang as drv  # noqa: E402  (the driver shared with the Erlang recorder)
+from recording import cli, nodes
+from recording.cli import Recorded
+from recording.core import MUTUAL, POST_HANDSHAKE, SERVER_NAME, TLS13
+from recording.pki import Pki, build_pki, with_expired_client
 
 RECORDED_BY = "captures/record_tlslite.py"
-NODE = HERE / "stacks" / "tlslite" / "tlsnode.py"
+NAME = "stack_tlslite"
+NODE = cli.CAPTURES / "stacks" / "tlslite" / "tlsnode.py"
+PROGRAMS = ("dumpcap", "tshark", "openssl", "gnutls-serv", "gnutls-cli", "stdbuf")
 COMPRESSIONS = ("zlib", "brotli", "zstd")
 
 
-def _version(version: str) -> str:
-    return "tlsv1.3" if version == rec.TLS13 else "tlsv1.2"
-
-
-def _extra(s: drv.Session) -> list[str]:
+def _extra(s: nodes.Session) -> list[str]:
     return [f"compress={s.compress}"] if s.compress else []
 
 
-def tlslite_server_cmd(s: drv.Session, pki: rec.Pki) -> list[str]:
-    cmd = [sys.executable, str(NODE), "server", str(s.port), _version(s.version), s.request]
+def tlslite_server_cmd(s: nodes.Session, pki: Pki) -> list[str]:
+    cmd = [
+        sys.executable,
+        str(NODE),
+        "server",
+        str(s.port),
+        nodes.node_version(s.version),
+        s.request,
+    ]
     cmd += [str(pki.server.chain), str(pki.server.key), str(pki.root)]
     return cmd + (["pha"] if s.later else []) + _extra(s) + list(s.server_args)
 
 
-def tlslite_client_cmd(s: drv.Session, pki: rec.Pki) -> list[str]:
+def tlslite_client_cmd(s: nodes.Session, pki: Pki) -> list[str]:
     identity = pki.client(s.client_id)
-    cmd = [sys.executable, str(NODE), "client", str(s.port), _version(s.version)]
-    cmd += [str(pki.root), rec.SERVER_NAME]
+    cmd = [sys.executable, str(NODE), "client", str(s.port), nodes.node_version(s.version)]
+    cmd += [str(pki.root), SERVER_NAME]
     cmd += ["-", "-"] if identity is None else [str(identity.chain), str(identity.key)]
     return cmd + _extra(s) + list(s.client_args)
 
 
-TLSLITE = drv.Node("tlslite", tlslite_server_cmd, tlslite_client_cmd)
+TLSLITE = nodes.Node("tlslite", tlslite_server_cmd, tlslite_client_cmd)
 
 
 _PHA_COMPRESSED = (
@@ -73,23 +72,23 @@ _PHA_COMPRESSED = (
 )
 
 
-def tlslite_sessions() -> list[drv.Session]:
+def tlslite_sessions() -> list[nodes.Session]:
     """The matrix on ports 9350-9379, post-handshake authentication on 9380-9382 and certificate
     compression on 9383-9385."""
-    sessions = drv.matrix("tlslite", 9350)
+    sessions = nodes.matrix("tlslite", 9350)
     port = 9380
     for server, client in (("tlslite", "openssl"), ("tlslite", "gnutls"), ("tlslite", "tlslite")):
         sessions.append(
-            drv.Session(
+            nodes.Session(
                 "post-handshake-mutual",
                 port,
-                rec.TLS13,
+                TLS13,
                 server,
                 client,
-                drv.NONE,
+                nodes.NONE,
                 "bob",
-                rec.MUTUAL,
-                later=drv.POST_HANDSHAKE,
+                MUTUAL,
+                later=POST_HANDSHAKE,
                 note=_PHA_COMPRESSED if client == "tlslite" else None,
             )
         )
@@ -99,15 +98,15 @@ def tlslite_sessions() -> list[drv.Session]:
     for server, client in (("tlslite", "tlslite"),):
         for algorithm in COMPRESSIONS:
             sessions.append(
-                drv.Session(
+                nodes.Session(
                     "mutual-compressed",
                     port,
-                    rec.TLS13,
+                    TLS13,
                     server,
                     client,
-                    drv.REQUIRED,
+                    nodes.REQUIRED,
                     "carol",
-                    rec.MUTUAL,
+                    MUTUAL,
                     compress=algorithm,
                 )
             )
@@ -125,50 +124,22 @@ def tlslite_version() -> str:
     return ", ".join(parts)
 
 
+def record(out: Path, work: Path, verbose: bool) -> Iterator[Recorded]:
+    extra = {"tlslite": tlslite_version(), "python": sys.version.split()[0]}
+    tools = nodes.node_tool_versions(extra)
+    pki = with_expired_client(build_pki(work / "pki", None), work / "pki", "erin", "erin")
+    programs = {"tlslite": TLSLITE}
+    sessions = tlslite_sessions()
+    yield from nodes.record(NAME, sessions, programs, out, pki, tools, RECORDED_BY, verbose)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument(
-        "--out", type=Path, default=HERE, help="output folder (default: %(default)s)"
-    )
-    parser.add_argument("--verbose", action="store_true", help="print the programs' output")
-    args = parser.parse_args(argv)
-    needed = ("dumpcap", "tshark", "openssl", "gnutls-serv", "gnutls-cli", "stdbuf")
-    missing = [p for p in needed if shutil.which(p) is None]
-    if missing:
-        raise SystemExit(f"missing programs: {', '.join(missing)}")
     try:
         metadata.version("tlslite-ng")
     except metadata.PackageNotFoundError:
         raise SystemExit("tlslite-ng is missing: pip install tlslite-ng brotli zstandard") from None
-    if os.geteuid() != 0:
-        raise SystemExit("capturing on loopback needs root")
-    out: Path = args.out.resolve()
-    out.mkdir(parents=True, exist_ok=True)
-    started = time.monotonic()
-    tools = drv.tool_versions({"tlslite": tlslite_version(), "python": sys.version.split()[0]})
-    with tempfile.TemporaryDirectory(prefix="tls-tlslite-") as tmp:
-        pki = drv.build_pki(Path(tmp) / "pki")
-        try:
-            count, problems = drv.record(
-                "stack_tlslite",
-                tlslite_sessions(),
-                {"tlslite": TLSLITE},
-                out,
-                pki,
-                tools,
-                RECORDED_BY,
-                args.verbose,
-            )
-        except (rec.RecordingError, OSError, subprocess.SubprocessError) as exc:
-            print(f"stack_tlslite: {exc}", file=sys.stderr)
-            return 1
-    size = (out / "stack_tlslite.pcapng").stat().st_size
-    print(f"stack_tlslite.pcapng: {count} sessions, {size} bytes")
-    for problem in problems:
-        print(f"tshark check: {problem}", file=sys.stderr)
-    print(f"total {time.monotonic() - started:.1f} s")
-    return 1 if problems else 0
+    return cli.main(__doc__, "tlslite", PROGRAMS, record, argv)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())
