@@ -25,6 +25,7 @@ from .tls.connection import (
 )
 
 MAX_HISTORY = 64  # messages kept per session for the report
+MAX_KEY_PROBLEMS = 4  # key problems noted per session (the first ones)
 MAX_ENCRYPTED = 64  # encrypted records after the ServerHello whose sizes are kept (evidence)
 # A TLS 1.3 client that offered post-handshake authentication, seen without keys, is followed
 # for this many more records: its answer to a later CertificateRequest shows in their sizes.
@@ -121,11 +122,15 @@ class SessionFacts:
     # what the first of them was: "alert" (the server refused late, or closed at once), "data"
     server_first_after: str | None = None
     post_records: int = 0  # encrypted records after the handshake completed
-    key_problems: int = 0  # anomalies of records that could not be decrypted (the first 4 kept)
     server_reply: list[int] = field(default_factory=list)  # TLS 1.3: lengths of the server's
     # first two records after the client's second flight
     # the last inference from record sizes, with what it was made from (records seen, end)
     _sized: tuple[int, str | None, Inference] | None = field(default=None, repr=False)
+
+    @property
+    def key_problems(self) -> int:
+        """How many records the key log could not decrypt were noted (at most MAX_KEY_PROBLEMS)."""
+        return sum(a.name == "keys_missing" for a in self.anomalies)
 
     def role(self, side: int) -> str:
         if self.client_side is None:
@@ -272,8 +277,7 @@ class SessionBuilder:
                     f.server_reply.append(0)  # the server went on after the client's Finished
             self._message(role, ev.msg, ev.ts)
         elif isinstance(ev, KeysMissing):
-            if f.key_problems < 4:
-                f.key_problems += 1
+            if f.key_problems < MAX_KEY_PROBLEMS:
                 f.anomalies.append(Anomaly("keys_missing", role, ev.reason))
         elif isinstance(ev, TlsStarted):
             f.tls_seen = True
