@@ -144,7 +144,10 @@ def _static_checks(
         elif info.issuer_der:
             checks.append(
                 Check(
-                    "signature", INFO, f"issuer {short_name(info.issuer_der)!r} is not in the chain"
+                    "signature",
+                    INFO,
+                    f"not checked: its issuer {short_name(info.issuer_der)!r} was not sent "
+                    "(--ca-bundle checks it)",
                 )
             )
         checks = after[i]
@@ -209,7 +212,10 @@ def _path(links: _Links, infos: Sequence[CertInfo], path: list[int]) -> Check:
         return Check("path", FAIL, f"broken after {shown}: {links.bad[last]}")
     elif top.issuer_der:
         issuer = short_name(top.issuer_der)
-        end = f"ends at [{last}] {top.name}, whose issuer {issuer!r} is not in the chain"
+        end = (
+            f"ends at [{last}] {top.name}; its issuer {issuer!r} was not sent (a root "
+            "usually is not; --ca-bundle checks the chain against one)"
+        )
         finding = "issuer_missing"
     else:
         return Check("path", FAIL, f"broken after {shown}: [{last}] cannot be read")
