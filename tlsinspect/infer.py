@@ -370,6 +370,54 @@ def _server_answer(v: View, s_pad: int | None) -> tuple[str, list[int]]:
     return "unknown", reply
 
 
+@dataclass(frozen=True, slots=True)
+class _Outcome:
+    """What every conclusion of `_conclude` carries: the evidence text, the client's padding and
+    where the handshake ended, and how the server answered the client's flight."""
+
+    plus: str
+    end: int
+    c_pad: int
+    answer: str
+    reply: list[int]
+
+    def undecided(self, why: str, requested: bool | None) -> Inference:
+        return Inference(
+            None, f"{self.plus}{why}", requested, None, None, self.end, self.c_pad, False
+        )
+
+    def decided(
+        self, verdict: str, text: str, facts: tuple[bool, bool, bool], seen: str = ""
+    ) -> Inference:
+        if self.answer == "refused":
+            n = len(self.reply)
+            text += (
+                f"; the server answered with {n} record{'s' if n > 1 else ''} of {self.reply[0]} "
+                "bytes, the size of an alert, and the connection ended"
+            )
+            if verdict != "cert-requested-not-sent":
+                verdict = "failed"
+        return Inference(
+            verdict,
+            text,
+            *facts,
+            self.end,
+            self.c_pad,
+            self.answer != "unknown",
+            self.answer == "refused",
+            seen,
+        )
+
+
+def _empty_certificate(v: View, extra: int, contents: Sequence[int]) -> str:
+    """What the client's flight held, once read as an empty Certificate."""
+    if extra == EMPTY_CERTIFICATE:
+        return "an empty Certificate"
+    if any(c in COMPRESSED_EMPTY for c in contents) and not v.extensions:
+        return "an empty Certificate sent compressed (RFC 8879 CompressedCertificate)"
+    return "an empty Certificate, with an EncryptedExtensions, EndOfEarlyData or padding"
+
+
 def _conclude(
     v: View,
     read: str | None,
@@ -383,25 +431,7 @@ def _conclude(
 ) -> Inference:
     answer, reply = _server_answer(v, s_pad)
     plus = f"{evidence}, plus {extra:,} bytes"
-
-    def undecided(why: str, requested: bool | None = asked) -> Inference:
-        return Inference(None, f"{plus}{why}", requested, None, None, end, c_pad, False)
-
-    def decided(
-        verdict: str, text: str, facts: tuple[bool, bool, bool], seen: str = ""
-    ) -> Inference:
-        if answer == "refused":
-            n = len(reply)
-            text += (
-                f"; the server answered with {n} record{'s' if n > 1 else ''} of {reply[0]} "
-                "bytes, the size of an alert, and the connection ended"
-            )
-            if verdict != "cert-requested-not-sent":
-                verdict = "failed"
-        return Inference(
-            verdict, text, *facts, end, c_pad, answer != "unknown", answer == "refused", seen
-        )
-
+    out = _Outcome(plus, end, c_pad, answer, reply)
     by_server = ""
     if read is None and asked is not None and extra < MIN_AUTHENTICATION:
         # too few bytes for a certificate: the server's own flight says whether the client had to
@@ -413,42 +443,37 @@ def _conclude(
             else "; the server's records show no CertificateRequest, so padding"
         )
     if read is None:
-        return undecided(", which the sizes of the messages allowed there do not explain alone")
+        return out.undecided(
+            ", which the sizes of the messages allowed there do not explain alone", asked
+        )
+    if read in ("auth", "empty") and asked is False:
+        return out.undecided(", yet the server's records show no CertificateRequest", None)
     if read == "auth":
-        if asked is False:
-            return undecided(", yet the server's records show no CertificateRequest", None)
         if answer == "unknown":
-            return undecided(
+            return out.undecided(
                 ": a client Certificate and CertificateVerify, but the server's answer "
                 f"({', '.join(map(str, reply)) or 'none'}) may be alerts refusing them",
                 True,
             )
-        return decided(
+        return out.decided(
             "mutual", f"{plus}: a client Certificate and CertificateVerify", (True, True, True)
         )
     if read == "empty":
-        if asked is False:
-            return undecided(", yet the server's records show no CertificateRequest", None)
-        if extra == EMPTY_CERTIFICATE:
-            what = "an empty Certificate"
-        elif any(c in COMPRESSED_EMPTY for c in contents) and not v.extensions:
-            what = "an empty Certificate sent compressed (RFC 8879 CompressedCertificate)"
-        else:
-            what = "an empty Certificate, with an EncryptedExtensions, EndOfEarlyData or padding"
-        return decided(
+        what = _empty_certificate(v, extra, contents)
+        return out.decided(
             "cert-requested-not-sent", f"{plus}: {what}{by_server}", (True, False, False)
         )
     # no Certificate at all: the server did not ask (RFC 8446 4.4.2 obliges an answer)
     if asked is True and any(c in COMPRESSED_EMPTY for c in contents):
         # the server asked, so the record is the answer: an empty list, compressed
-        return decided(
+        return out.decided(
             "cert-requested-not-sent",
             f"{plus}: an empty Certificate sent compressed (RFC 8879 CompressedCertificate), "
             "as the server asked for one",
             (True, False, False),
         )
     if asked is True:
-        return undecided(
+        return out.undecided(
             ": no client Certificate, yet the server's records show a CertificateRequest", True
         )
     text = (
@@ -457,4 +482,4 @@ def _conclude(
         else f"{plus}: padding, an EncryptedExtensions or EndOfEarlyData, no client Certificate"
         f"{by_server or ', so no CertificateRequest'}"
     )
-    return decided("one-way", text, (False, False, False), evidence if extra == 0 else text)
+    return out.decided("one-way", text, (False, False, False), evidence if extra == 0 else text)

@@ -35,8 +35,8 @@ from tlsinspect.tls.compression import (
     parse_compressed_certificate,
 )
 from tlsinspect.tls.connection import KeysMissing, MessageSeen, TlsConnection
-from tlsinspect.tls.decrypt import key_material, suite_for
 from tlsinspect.tls.keylog import parse_keylog
+from tlsinspect.tls.keyschedule import key_material, suite_for
 
 CERT_A = b"\x30\x82\x01\x00" + bytes(range(256))  # DER-looking entries; only framing matters
 CERT_B = b"\x30\x81\x80" + bytes(128)

@@ -33,24 +33,22 @@ from helpers import OWN, SHARED, read, run_tshark, tcp_connections
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from tlsinspect.errors import DecodeError
+from tlsinspect.errors import DecodeError, UnsupportedCipher
 from tlsinspect.tls import registry as reg
-from tlsinspect.tls.decrypt import (
+from tlsinspect.tls.decrypt import WRONG_KEY, RecordDecryptor
+from tlsinspect.tls.handshake import HandshakeAssembler
+from tlsinspect.tls.keylog import KeyLog, parse_keylog
+from tlsinspect.tls.keyschedule import (
     AES_CBC,
     AES_CCM,
     AES_GCM,
     CHACHA20_POLY1305,
     SUITES,
-    WRONG_KEY,
-    RecordDecryptor,
-    UnsupportedCipher,
     hkdf_expand_label,
     next_traffic_secret,
     suite_for,
     traffic_keys,
 )
-from tlsinspect.tls.handshake import HandshakeAssembler
-from tlsinspect.tls.keylog import KeyLog, parse_keylog
 from tlsinspect.tls.messages import ClientHello, ServerHello, parse_handshake
 from tlsinspect.tls.records import RecordLayer
 

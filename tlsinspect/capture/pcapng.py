@@ -155,6 +155,131 @@ def _skipped_packets(unknown: dict[int, list[int]], section_at: int, declared: i
     return lines
 
 
+_MIN_LEN = {
+    EPB_TYPE: 32,
+    OPB_TYPE: 32,
+    SPB_TYPE: 16,
+    IDB_TYPE: 20,
+    SHB_TYPE: _SHB_MIN,
+    DSB_TYPE: 20,
+}
+
+
+class _Section:
+    """What reading keeps between blocks: the byte order and its unpackers, the interfaces and
+    snaplens of the current section, and the packets of interfaces it does not declare.
+
+    The blocks read here are the rare ones (section and interface headers, secrets, packet blocks
+    the hot loop of `read_records` leaves: OPB, SPB, an EPB at a chunk's end); each method returns
+    a problem sentence that ends reading, or None.
+    """
+
+    def __init__(self, order: str, problems: list[str], secrets: list) -> None:
+        self.order = order
+        self.structs = _STRUCTS[order]
+        # interface id -> (linktype, ts_mul, ts_div or 0, ts_offset_ns, iface); a timestamp t is
+        # t * ts_mul // ts_div + ts_offset_ns nanoseconds (div 0: t * ts_mul is the whole of it)
+        self.ifaces: list[tuple[int, int, int, int, int]] = []
+        self.snaplens: list[int] = []
+        self.declared = 0  # interfaces declared in the file so far
+        self.unknown: dict[int, list[int]] = {}  # undeclared interface id -> [packets, first byte]
+        self.at = 0  # the current section's first byte
+        self.problems = problems
+        self.secrets = secrets
+
+    def byte_order(self, buf, pos: int, at: int) -> str | None:
+        """Take the byte order of the section header block at `pos`."""
+        order = _byte_order(buf[pos + 8 : pos + 12])
+        if order is None:
+            return (
+                f"section header block at byte {at} has a bad byte-order magic "
+                f"0x{buf[pos + 8 : pos + 12].hex()}: reading stopped"
+            )
+        if order != self.order:
+            self.order = order
+            self.structs = _STRUCTS[order]
+        return None
+
+    def packet(self, buf, pos: int, btype: int, blen: int, at: int, last_ts: int):
+        """An EPB, OPB or SPB read whole: (ts_ns, linktype, data, orig_len, iface), None when its
+        interface is not declared (counted), or the problem sentence of a damaged block."""
+        word = self.structs[3]
+        if btype == SPB_TYPE:
+            if not self.ifaces:
+                self.unknown.setdefault(0, [0, at])[0] += 1
+                return None
+            orig_len = word(buf, pos + 8)[0]
+            linktype, _mul, _div, _off, iface = self.ifaces[0]
+            caplen = min(orig_len, blen - 16)
+            if self.snaplens[0]:
+                caplen = min(caplen, self.snaplens[0])
+            return (last_ts, linktype, buf[pos + 12 : pos + 12 + caplen], orig_len, iface)
+        _, _, ifid, hi, lo, caplen, orig_len = self.structs[1](buf, pos)
+        if btype == OPB_TYPE:
+            ifid = struct.unpack_from(self.order + "H", buf, pos + 8)[0]
+        if caplen > blen - 32:
+            return (
+                f"{_BLOCK_NAMES[btype]} at byte {at} is damaged (captured length "
+                f"{caplen} does not fit in its block length {blen}): reading stopped"
+            )
+        if ifid >= len(self.ifaces):
+            self.unknown.setdefault(ifid, [0, at])[0] += 1
+            return None
+        linktype, mul, div, off, iface = self.ifaces[ifid]
+        ts = (hi << 32 | lo) * mul // (div or 1) + off
+        return (ts, linktype, buf[pos + 28 : pos + 28 + caplen], orig_len, iface)
+
+    def other(self, buf, pos: int, btype: int, blen: int, at: int) -> str | None:
+        """A block that is not a packet: IDB, SHB and DSB are read, every other type skipped."""
+        if btype == IDB_TYPE:
+            linktype, mul, div, off, snaplen, problem = _interface(buf, pos, blen, self.order)
+            if problem:
+                self.problems.append(problem.format(at=at))
+            div = 0 if div == 1 and not off else div
+            self.ifaces.append((linktype, mul, div, off, self.declared))
+            self.snaplens.append(snaplen)
+            self.declared += 1
+        elif btype == SHB_TYPE:
+            major, minor = struct.unpack_from(self.order + "HH", buf, pos + 12)
+            if major != 1:
+                return (
+                    f"section at byte {at} has pcapng version {major}.{minor}, which is not "
+                    f"supported: reading stopped"
+                )
+            self.skipped_packets()
+            self.at = at
+            self.ifaces = []
+            self.snaplens = []
+        elif btype == DSB_TYPE:
+            secrets_type, length = self.structs[2](buf, pos + 8)
+            if length > blen - 20:
+                self.problems.append(
+                    f"decryption secrets block at byte {at} is damaged (secrets length "
+                    f"{length} overruns its block): skipped"
+                )
+            else:
+                self.secrets.append((secrets_type, buf[pos + 16 : pos + 16 + length]))
+        return None
+
+    def skipped_packets(self) -> None:
+        """Say how many packets the section's undeclared interfaces had."""
+        if self.unknown:
+            self.problems.extend(_skipped_packets(self.unknown, self.at, len(self.ifaces)))
+
+
+def _damaged(buf, pos: int, btype: int, blen: int, at: int, word) -> str | None:
+    """The problem sentence of a whole block whose lengths disagree, or None."""
+    tail = word(buf, pos + blen - 4)[0]
+    if tail != blen:
+        return (
+            f"pcapng block at byte {at} is damaged (its length is {blen} at the start "
+            f"but {tail} at the end): reading stopped"
+        )
+    if blen < _MIN_LEN.get(btype, 12):
+        return f"{_BLOCK_NAMES[btype]} at byte {at} has a damaged length ({blen}): reading stopped"
+    return None
+
+
 def read_records(
     read: Callable[[int], bytes],
     buf: bytes,
@@ -166,18 +291,11 @@ def read_records(
     ``buf`` holds the first bytes of the file; ``read(n)`` returns the next bytes, b"" at the
     end. ``state`` (packets, bytes_read, problems, secrets, tell) is updated along the way.
     """
-    problems = state.problems
-    secrets = state.secrets
     tell = state.tell
-    order = _byte_order(bytes(buf[8:12])) or "<"
-    link_hdr, epb_hdr, blk_hdr, word = _STRUCTS[order]
-    # interface id -> (linktype, ts_mul, ts_div or 0, ts_offset_ns, iface), and snaplens,
-    # per section; a timestamp t is t * ts_mul // ts_div + ts_offset_ns nanoseconds
-    ifaces: list[tuple[int, int, int, int, int]] = []
-    snaplens: list[int] = []
-    n_ifaces = 0  # interfaces declared in the file so far
-    unknown: dict[int, list[int]] = {}  # undeclared interface id -> [packets, first byte]
-    section_at = 0
+    sect = _Section(_byte_order(bytes(buf[8:12])) or "<", state.problems, state.secrets)
+    link_hdr, epb_hdr, blk_hdr, _word = sect.structs
+    ifaces = sect.ifaces
+    unknown = sect.unknown
     last_ts = 0
     count = 0
     pos = 0
@@ -245,126 +363,35 @@ def read_records(
             # Any other block, a block to check, or one not wholly in the buffer.
             at = base + pos
             if btype == SHB_TYPE:
-                new_order = _byte_order(buf[pos + 8 : pos + 12])
-                if new_order is None:
-                    stop = (
-                        f"section header block at byte {at} has a bad byte-order magic "
-                        f"0x{buf[pos + 8 : pos + 12].hex()}: reading stopped"
-                    )
+                stop = sect.byte_order(buf, pos, at)
+                if stop is not None:
                     break
-                if new_order != order:
-                    order = new_order
-                    link_hdr, epb_hdr, blk_hdr, word = _STRUCTS[order]
-                    blen = blk_hdr(buf, pos)[1]
-                    nxt = pos + blen
+                link_hdr, epb_hdr, blk_hdr, _word = sect.structs
+                blen = blk_hdr(buf, pos)[1]
+                nxt = pos + blen
             if blen < 12 or blen & 3 or blen > MAX_BLOCK:
                 stop = f"pcapng block at byte {at} has a damaged length ({blen}): reading stopped"
                 break
             if nxt > end:
                 break
-            tail = word(buf, nxt - 4)[0]
-            if tail != blen:
-                stop = (
-                    f"pcapng block at byte {at} is damaged (its length is {blen} at the start "
-                    f"but {tail} at the end): reading stopped"
-                )
+            stop = _damaged(buf, pos, btype, blen, at, _word)
+            if stop is not None:
                 break
-
-            if btype == EPB_TYPE or btype == OPB_TYPE:
-                if blen < 32:
-                    stop = (
-                        f"{_BLOCK_NAMES[btype]} at byte {at} has a damaged length ({blen}): "
-                        f"reading stopped"
-                    )
+            if btype == EPB_TYPE or btype == OPB_TYPE or btype == SPB_TYPE:
+                packet = sect.packet(buf, pos, btype, blen, at, last_ts)
+                if isinstance(packet, str):
+                    stop = packet
                     break
-                _, _, ifid, hi, lo, caplen, orig_len = epb_hdr(buf, pos)
-                if btype == OPB_TYPE:
-                    ifid = struct.unpack_from(order + "H", buf, pos + 8)[0]
-                if caplen > blen - 32:
-                    stop = (
-                        f"{_BLOCK_NAMES[btype]} at byte {at} is damaged (captured length "
-                        f"{caplen} does not fit in its block length {blen}): reading stopped"
-                    )
+                if packet is not None:
+                    last_ts = packet[0]
+                    count += 1
+                    state.packets = count
+                    yield packet
+            else:
+                stop = sect.other(buf, pos, btype, blen, at)
+                if stop is not None:
                     break
-                if ifid >= len(ifaces):
-                    unknown.setdefault(ifid, [0, at])[0] += 1
-                    pos = nxt
-                    continue
-                linktype, mul, div, off, iface = ifaces[ifid]
-                last_ts = (hi << 32 | lo) * mul // (div or 1) + off
-                count += 1
-                state.packets = count
-                start = pos + 28
-                yield (last_ts, linktype, buf[start : start + caplen], orig_len, iface)
-            elif btype == SPB_TYPE:
-                if blen < 16:
-                    stop = (
-                        f"simple packet block at byte {at} has a damaged length ({blen}): "
-                        f"reading stopped"
-                    )
-                    break
-                if not ifaces:
-                    unknown.setdefault(0, [0, at])[0] += 1
-                    pos = nxt
-                    continue
-                orig_len = word(buf, pos + 8)[0]
-                linktype, _mul, _div, _off, iface = ifaces[0]
-                caplen = min(orig_len, blen - 16)
-                if snaplens[0]:
-                    caplen = min(caplen, snaplens[0])
-                count += 1
-                state.packets = count
-                start = pos + 12
-                yield (last_ts, linktype, buf[start : start + caplen], orig_len, iface)
-            elif btype == IDB_TYPE:
-                if blen < 20:
-                    stop = (
-                        f"interface description block at byte {at} has a damaged length "
-                        f"({blen}): reading stopped"
-                    )
-                    break
-                linktype, mul, div, off, snaplen, problem = _interface(buf, pos, blen, order)
-                if problem:
-                    problems.append(problem.format(at=at))
-                # div 0 tells the hot path that t * mul is the whole conversion
-                ifaces.append((linktype, mul, 0 if div == 1 and not off else div, off, n_ifaces))
-                snaplens.append(snaplen)
-                n_ifaces += 1
-            elif btype == SHB_TYPE:
-                if blen < _SHB_MIN:
-                    stop = (
-                        f"section header block at byte {at} has a damaged length ({blen}): "
-                        f"reading stopped"
-                    )
-                    break
-                major, minor = struct.unpack_from(order + "HH", buf, pos + 12)
-                if major != 1:
-                    stop = (
-                        f"section at byte {at} has pcapng version {major}.{minor}, which is not "
-                        f"supported: reading stopped"
-                    )
-                    break
-                if unknown:
-                    problems.extend(_skipped_packets(unknown, section_at, len(ifaces)))
-                section_at = at
-                ifaces = []
-                snaplens = []
-            elif btype == DSB_TYPE:
-                if blen < 20:
-                    stop = (
-                        f"decryption secrets block at byte {at} has a damaged length ({blen}): "
-                        f"reading stopped"
-                    )
-                    break
-                secrets_type, length = blk_hdr(buf, pos + 8)
-                if length > blen - 20:
-                    problems.append(
-                        f"decryption secrets block at byte {at} is damaged (secrets length "
-                        f"{length} overruns its block): skipped"
-                    )
-                else:
-                    secrets.append((secrets_type, buf[pos + 16 : pos + 16 + length]))
-            # Any other block type is skipped.
+                ifaces = sect.ifaces  # a new section has a new list
             pos = nxt
 
         if skipped:
@@ -380,7 +407,7 @@ def read_records(
             block = buf[pos:] + read_exact(read, need)
             state.bytes_read = tell()
             if len(block) < left + need:
-                stop = _truncated(block, base + pos, order)
+                stop = _truncated(block, base + pos, sect.order)
                 break
             buf = block
             base += pos
@@ -392,8 +419,7 @@ def read_records(
                 break
         pos = 0
 
-    if unknown:
-        problems.extend(_skipped_packets(unknown, section_at, len(ifaces)))
+    sect.skipped_packets()
     if stop is not None:
-        problems.append(stop)
+        state.problems.append(stop)
     state.bytes_read = tell()
