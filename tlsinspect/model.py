@@ -50,6 +50,11 @@ class EndKind(str, Enum):
         return self in (EndKind.FIN, EndKind.RST)
 
 
+def count(n: int, thing: str) -> str:
+    """'1 TLS session', '2 TLS sessions', '1,000 rules': a number and its noun, agreed."""
+    return f"{n:,} {thing}" if n == 1 else f"{n:,} {thing}s"
+
+
 def iso_time(ts_ns: int) -> str:
     """A packet timestamp (integer nanoseconds) as ISO 8601 UTC text, to the microsecond."""
     dt = datetime.fromtimestamp(ts_ns // 10**9, tz=timezone.utc)

@@ -62,7 +62,7 @@ def test_passing_policy_exits_0(tmp_path):
     r = check(TLS12, "--policy", policy(tmp_path, PASSING))
     assert r.returncode == 0, r.stdout + r.stderr
     assert "PASS  mutual on 8401: 1 matching sessions comply" in r.stdout
-    assert r.stdout.rstrip().endswith("1 rules, 13 sessions: 1 passed, 0 failed")
+    assert r.stdout.rstrip().endswith("1 rule, 13 sessions: 1 passed, 0 failed")
     assert r.stderr == ""
 
 

@@ -14,29 +14,36 @@ import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TextIO
 
-from .. import read_ca_bundle, read_keylogs
+from .. import __version__, read_ca_bundle, read_keylogs
 from ..capture import CaptureSource, open_capture
 from ..capture.tshark import TsharkError, TsharkMissing, find_tshark
 from ..engines.builtin import Analyzer, CaptureKeys
 from ..engines.tshark import TsharkRun
 from ..errors import TlsInspectError
+from ..model import count
 from ..record import SessionRecord
 from ..report.export import CertExport, write_and_tell
 from ..report.schema import session_dict
 from ..report.stream import STREAMED_FORMATS, write_streamed
-from ..report.table import count, render
+from ..report.table import render
 from ..tls.keylog import parse_keylog
 from ..x509 import Anchors
-from .common import add_format, add_keylog, fail, open_output, session_order, silence_pipe
+from .common import Parser, add_format, add_keylog, fail, open_output, session_order, silence_pipe
 
 PROG = "tlsinspect"
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="tlsinspect",
         description="Tell mutual TLS from one-way TLS in a packet capture, and say why.",
+        epilog="commands: `tlsinspect CAPTURE` (this one) analyses a capture; "
+        "`tlsinspect check CAPTURE... --policy FILE` checks sessions against mTLS rules; "
+        "`tlsinspect compare CAPTURE...` runs both engines and prints where they disagree; "
+        "`tlsinspect live -i IFACE` follows an interface. `tlsinspect help COMMAND` (or "
+        "`tlsinspect COMMAND --help`) tells more of one. Exit codes: 0 success, 2 unusable input.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument("capture", help="pcap or pcapng file (may be gzip-compressed)")
     p.add_argument(
         "--ca-bundle",
@@ -240,7 +247,10 @@ class _BuiltinRun(_Run):
     def notes(self, problems: list[str]) -> list[str]:
         truncated = self.analyzer.stats.truncated
         if truncated:
-            return [*problems, f"{truncated:,} packets were cut short by the capture's snaplen"]
+            return [
+                *problems,
+                f"{count(truncated, 'packet')} {'was' if truncated == 1 else 'were'} cut short by the capture's snaplen",
+            ]
         return problems
 
     def warning(self) -> str | None:

@@ -16,6 +16,7 @@ from typing import Any
 
 from .. import analyze
 from ..errors import TlsInspectError
+from ..model import count
 from ..policy import (
     Policy,
     PolicyError,
@@ -27,11 +28,11 @@ from ..policy import (
     to_json,
 )
 from ..report.flat import Row, flat_row
-from .common import add_format, add_keylog
+from .common import Parser, add_format, add_keylog
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="tlsinspect check",
         description="Check the TLS sessions of captures against a policy of mTLS rules.",
         epilog="Exit codes: 0 all rules passed, 1 a rule failed, 2 unusable capture or policy.",
@@ -115,8 +116,8 @@ def main(argv: Sequence[str]) -> int:
         else:
             n = len(args.captures)
             header = (
-                f"{args.policy}: {len(policy.rules)} rules on {len(rows)} TLS sessions of "
-                f"{n} capture{'s' if n != 1 else ''}"
+                f"{args.policy}: {count(len(policy.rules), 'rule')} on "
+                f"{count(len(rows), 'TLS session')} of {count(n, 'capture')}"
             )
             out.write(text_report(results, len(rows), header))
         out.flush()

@@ -4,9 +4,31 @@ closed pipe, the order of sessions."""
 from __future__ import annotations
 
 import argparse
+import difflib
 import os
 import sys
-from typing import TextIO
+from typing import NoReturn, TextIO
+
+
+class Parser(argparse.ArgumentParser):
+    """The parser of every command: a mistyped option is named as such, with the option it
+    most likely meant, in one line (exit code 2); abbreviations are not taken, so that an
+    option added later cannot change what an old command line means."""
+
+    def __init__(self, **kwargs) -> None:
+        super().__init__(allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        prefix = "unrecognized arguments: "
+        if message.startswith(prefix):
+            unknown = [a for a in message[len(prefix) :].split() if a.startswith("-")]
+            if unknown:
+                word = unknown[0].split("=", 1)[0]
+                options = [o for a in self._actions for o in a.option_strings]
+                close = difflib.get_close_matches(word, options, n=1)
+                hint = f" (did you mean {close[0]}?)" if close else ""
+                message = f"unknown option {word}{hint}"
+        self.exit(2, f"{self.prog}: {message}; see {self.prog} --help\n")
 
 
 def fail(prog: str, message: str) -> int:

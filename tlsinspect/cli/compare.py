@@ -38,7 +38,7 @@ from ..capture.tshark import TsharkError, TsharkMissing, find_tshark
 from ..engines.tshark import TsharkRun
 from ..errors import TlsInspectError
 from ..report.schema import session_dict
-from .common import add_format, add_keylog, session_order
+from .common import Parser, add_format, add_keylog, session_order
 
 Session = dict[str, object]
 
@@ -105,7 +105,7 @@ class CaptureComparison:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="tlsinspect compare",
         description="Run tlsinspect's dissector and tshark's on captures and print every TLS "
         "session where they disagree (version, verdict, SNI, certificate fingerprints).",

@@ -50,11 +50,12 @@ from ..capture.tshark import TsharkError
 from ..capture.tshark_live import TsharkLive
 from ..engines.builtin import Analyzer
 from ..engines.tshark import TsharkAnalyzer
+from ..model import count
 from ..record import SessionRecord
 from ..report.schema import session_dict
 from ..report.table import VERDICT_ORDER
 from ..tls.keylog import KeyLog, parse_keylog
-from .common import add_format, add_keylog
+from .common import Parser, add_format, add_keylog
 
 POLL = 0.2  # seconds between checks of the stop conditions while no packet comes
 FLUSH_EVERY = 1.0  # seconds between flushes of the --write file
@@ -150,7 +151,7 @@ class GrowingKeyLog:
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog=NAME,
         description="Capture on a network interface and print each TLS session as soon as "
         "its verdict (mutual TLS or not, and why) is known.",
@@ -233,7 +234,7 @@ def statistics_lines(
 
     `own`: the program whose queue drops packets when the analysis falls behind.
     """
-    seen = f"{analysed:,} packets"
+    seen = count(analysed, "packet")
     if analysed != stats.captured:  # --count reached, or a second Ctrl-C
         seen += f" analysed of {stats.captured:,}"
     kernel = (
@@ -248,7 +249,7 @@ def statistics_lines(
     lost = (stats.kernel_drops or 0) + stats.queue_drops
     if lost:
         lines.append(
-            f"warning: {lost:,} packets were dropped: sessions may be reported incomplete or "
+            f"warning: {count(lost, 'packet')} {'was' if lost == 1 else 'were'} dropped: sessions may be reported incomplete or "
             "missing (narrow --filter, or give the host more CPU)"
         )
     return lines
@@ -452,7 +453,7 @@ def _capture(args: argparse.Namespace, stop: _Stop) -> int:
         args.interface, source.stats, feed.packets, output.verdicts, time.monotonic() - started
     )
     if writer is not None:
-        lines.append(f"{writer.packets:,} packets written to {args.write}")
+        lines.append(f"{count(writer.packets, 'packet')} written to {args.write}")
     output.statistics(lines)
     return 0
 
@@ -499,7 +500,7 @@ def _capture_tshark(args: argparse.Namespace, stop: _Stop) -> int:
     )
     if args.write:
         # dumpcap's own count: every packet it captured went through the pipe to the file
-        lines.append(f"{source.stats.captured:,} packets written to {args.write}")
+        lines.append(f"{count(source.stats.captured, 'packet')} written to {args.write}")
     output.statistics(lines)
     if failure:
         return _fail(failure)

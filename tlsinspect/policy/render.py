@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime
 from xml.etree import ElementTree as ET
 
+from ..model import count
 from .evaluate import RuleResult
 from .rows import value
 
@@ -55,8 +56,8 @@ def text_report(results: Sequence[RuleResult], sessions: int, header: str = "") 
     warned = sum(r.status == "no-match" for r in results)
     passed = sum(r.status == "pass" for r in results)
     lines.append(
-        f"{len(results)} rules, {sessions} sessions: {passed} passed, {failed} failed"
-        + (f", {warned} matched no session" if warned else "")
+        f"{count(len(results), 'rule')}, {count(sessions, 'session')}: {passed} passed, "
+        f"{failed} failed" + (f", {warned} matched no session" if warned else "")
     )
     return "\n".join(lines) + "\n"
 

@@ -15,7 +15,7 @@ import sys
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from ..model import iso_time
+from ..model import count, iso_time
 from ..record import SessionRecord
 from ..x509 import cert_info
 
@@ -120,5 +120,5 @@ def write_and_tell(exporter: CertExport, directory: str | Path, prog: str) -> in
     except OSError as exc:
         print(f"{prog}: {directory}: {exc.strerror or exc}", file=sys.stderr)
         return 2
-    print(f"{prog}: {n} certificates written to {directory}", file=sys.stderr)
+    print(f"{prog}: {count(n, 'certificate')} written to {directory}", file=sys.stderr)
     return 0

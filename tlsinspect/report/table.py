@@ -227,8 +227,3 @@ def render(
             out.append(f"  {v:<{width}}  {totals[v]}")
     out.append(f"  {'all':<{width}}  {sum(totals.values())}")
     return "\n".join(out) + "\n"
-
-
-def count(n: int, thing: str) -> str:
-    """'1 TLS session', '2 TLS sessions'."""
-    return f"{n:,} {thing}" if n == 1 else f"{n:,} {thing}s"
