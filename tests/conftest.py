@@ -6,6 +6,7 @@ import shutil
 import sys
 
 import pytest
+from helpers import SHARED_ABSENT, uses_shared
 
 
 @pytest.fixture(scope="session")
@@ -14,6 +15,28 @@ def tshark() -> str:
     if path is None:
         pytest.fail("tshark is not installed: scripts/test installs it (apt-get install tshark)")
     return path
+
+
+def pytest_configure(config) -> None:
+    config.addinivalue_line(
+        "markers", "shared: the test reads the public captures of ../shared/captures/"
+    )
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """Without the public captures, every test of them skips with one reason: those marked
+    `shared`, those given one as a parameter, and those whose parameters were all of them."""
+    if not SHARED_ABSENT:
+        return
+    skip = pytest.mark.skip(reason=SHARED_ABSENT)
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        emptied = any(
+            str(m.kwargs.get("reason", "")).startswith("got empty parameter set")
+            for m in item.iter_markers(name="skip")
+        )
+        if item.get_closest_marker("shared") or emptied or uses_shared(list(params.values())):
+            item.add_marker(skip, append=False)
 
 
 def pytest_terminal_summary(terminalreporter) -> None:

@@ -14,6 +14,7 @@ from .errors import (
     CertificateError,
     DecodeError,
     LiveCaptureError,
+    MissingPackage,
     NotACapture,
     PolicyError,
     TlsInspectError,
@@ -57,6 +58,7 @@ __all__ = [
     "UnsupportedCipher",
     "CertificateError",
     "PolicyError",
+    "MissingPackage",
 ]
 
 # Names whose module is imported on first use (the session layers for SessionRecord, pandas for

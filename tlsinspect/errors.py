@@ -14,8 +14,10 @@
     ├── CertificateError            certificate bytes tlsinspect cannot use: a CA bundle with no PEM
     │                               certificate, DER that does not hold together, a signature it cannot
     │                               check (x509); also a ValueError, see below
-    └── PolicyError                 a policy file that cannot be used (policy); the message names the
-                                    file and the line
+    ├── PolicyError                 a policy file that cannot be used (policy); the message names the
+    │                               file and the line
+    └── MissingPackage              a Python package a use needs is not installed (a broken install:
+                                    `pip install tlsinspect` installs them all); also an ImportError
 
 Parsers report an incomplete input by returning None or an empty list, never by raising
 (the h11 NEED_DATA convention); DecodeError is only for bytes that can never become valid.
@@ -36,6 +38,9 @@ meets the bad header returns the records before it as well, and says why in `Rec
 """
 
 from __future__ import annotations
+
+import importlib
+from types import ModuleType
 
 #: TsharkMissing's message.
 INSTALL_HINT = (
@@ -92,12 +97,34 @@ class PolicyError(TlsInspectError):
     """The policy cannot be used: TOML syntax, an unknown key or a wrong value."""
 
 
+class MissingPackage(TlsInspectError, ImportError):
+    """A Python package that one use of tlsinspect needs cannot be imported."""
+
+
+def require(module: str, use: str) -> ModuleType:
+    """Import `module`, which `use` needs, when it is needed (so that `import tlsinspect` and the
+    command line never pay for it).
+
+    Raises:
+        MissingPackage: it cannot be imported; the message is one sentence for the user.
+    """
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        package = module.split(".")[0]
+        raise MissingPackage(
+            f"{use} needs the Python package {package}, which cannot be imported ({exc}); "
+            f"`pip install tlsinspect` installs it"
+        ) from None
+
+
 __all__ = [
     "CaptureError",
     "CertificateError",
     "DecodeError",
     "INSTALL_HINT",
     "LiveCaptureError",
+    "MissingPackage",
     "NotACapture",
     "PolicyError",
     "TlsInspectError",
@@ -105,4 +132,5 @@ __all__ = [
     "TsharkMissing",
     "UnsupportedCapture",
     "UnsupportedCipher",
+    "require",
 ]

@@ -1,8 +1,8 @@
 """The notebook API: sessions and certificates of captures as pandas DataFrames, and sessions
 that render as HTML (the projections themselves are `report.frame`'s).
 
-pandas and tqdm are imported when a function needs them (`pip install 'tlsinspect[frames]'`), so
-the command line never loads them. `read_sessions()` needs neither.
+pandas and tqdm (installed with tlsinspect) are imported when a function needs them, so the
+command line never loads them. `read_sessions()` needs neither.
 
 - `read_capture(paths)`: one row per session, the columns of `report.flat` with the pandas dtypes
   of `flat.column_dtypes()`, and a `file` column. Times are datetime64[ns, UTC] from the packets'
@@ -31,6 +31,7 @@ from typing import TYPE_CHECKING, Any
 
 import tlsinspect
 
+from .errors import require
 from .record import SessionRecord
 from .report import flat
 from .report.frame import (
@@ -225,6 +226,7 @@ def read_capture(
     `ca_bundle`: a PEM file of trusted CAs, for the `ca_bundle` check of every chain (in
     `chain_checks`, `client_chain_failed`, `server_chain_failed`).
     """
+    require("pandas", "read_capture()")  # before the analysis, not after it
     rows: list[flat.Row] = []
     problems: dict[str, list[str]] = {}
     for path, r, found in iter_records(paths, keylog, progress, ca_bundle):

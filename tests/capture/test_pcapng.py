@@ -351,6 +351,7 @@ def test_roundtrip_any_chunking(tmp_path, monkeypatch, packets, chunk, order):
 REAL = sorted(p for p in CAPTURES.glob("*.pcap*") if p.suffix in (".pcap", ".pcapng"))
 
 
+@pytest.mark.shared
 def test_real_captures_are_there():
     assert CAPTURES.is_dir(), f"{CAPTURES} is missing"
     assert len(REAL) >= 10

@@ -82,6 +82,7 @@ def test_missing_file_and_directory(tmp_path):
         assert "Traceback" not in r.stderr
 
 
+@pytest.mark.shared
 def test_truncated_capture_is_analysed_as_far_as_it_goes(tmp_path):
     data = (SHARED / "zeek__client-certificate.pcap").read_bytes()
     cut = tmp_path / "cut.pcap"

@@ -52,6 +52,7 @@ def run(*args: str | Path, env: dict[str, str] | None = None) -> subprocess.Comp
 CAPTURES = own_captures() + shared_captures()
 
 
+@pytest.mark.shared
 def test_every_capture_is_checked():
     assert len(own_captures()) >= 8 and len(shared_captures()) >= 14
 
@@ -121,6 +122,7 @@ def test_engine_tshark_table_and_csv(tshark: str):
     )
 
 
+@pytest.mark.shared
 def test_starttls_protocol_is_named_by_tshark(tshark: str):
     r = run("--engine", "tshark", "--format", "json", SHARED / "zeek__pop3-starttls.pcap")
     (s,) = json.loads(r.stdout)

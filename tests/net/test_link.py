@@ -523,6 +523,7 @@ def last(value: str) -> str:
 REAL = sorted(p for p in CAPTURES.glob("*.pcap*") if p.suffix in (".pcap", ".pcapng"))
 
 
+@pytest.mark.shared
 def test_vxlan_capture_is_there():
     assert (CAPTURES / "ndpi__vxlan.pcap").is_file()
 

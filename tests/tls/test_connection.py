@@ -6,13 +6,15 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from helpers import OWN, SHARED, read, tcp_connections
+from helpers import OWN, SHARED, SHARED_ABSENT, read, tcp_connections
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tlsinspect.tls.connection import TlsConnection
 
-SOURCES = [OWN / "tls12.pcapng", OWN / "stacks.pcap", SHARED / "zeek__globus-url-copy.pcap"]
+SOURCES = [OWN / "tls12.pcapng", OWN / "stacks.pcap"]
+if not SHARED_ABSENT:
+    SOURCES.append(SHARED / "zeek__globus-url-copy.pcap")
 
 
 def flights(path: Path) -> list[list[tuple[int, bytes]]]:

@@ -88,6 +88,7 @@ def test_get_and_contains() -> None:
     assert "sessions" in repr(keylog)
 
 
+@pytest.mark.shared
 def test_str_input_crlf_bom_tabs_comments_and_blank_lines() -> None:
     lines = secret_lines(SCAPY)
     text = (
@@ -192,6 +193,7 @@ def test_random_bytes_never_raise(data: bytes) -> None:
     assert keylog.bad_lines <= len(data.splitlines())
 
 
+@pytest.mark.shared
 @given(st.data())
 def test_damaged_real_key_log_never_raises(data: st.DataObject) -> None:
     text = bytearray(HOTPLACE.read_bytes())

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 # LiveCaptureError: importable from here as before capture/tshark_live.py took the live part
-from ..errors import INSTALL_HINT, LiveCaptureError, TsharkError, TsharkMissing
+from ..errors import INSTALL_HINT, LiveCaptureError, TsharkError, TsharkMissing, require
 
 __all__ = [
     "INSTALL_HINT",
@@ -109,8 +109,8 @@ def find_tshark() -> str:
 
 
 def _file_capture(path: str, **kwargs: Any) -> Any:
-    import pyshark  # the only place pyshark is imported: tshark engine only
-
+    # the only place pyshark is imported: tshark engine only
+    pyshark = require("pyshark", "the tshark engine (--engine tshark, tlsinspect compare)")
     return pyshark.FileCapture(path, keep_packets=False, use_json=True, **kwargs)
 
 

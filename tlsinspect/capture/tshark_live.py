@@ -16,7 +16,7 @@ import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
-from ..errors import LiveCaptureError, TsharkMissing
+from ..errors import LiveCaptureError, TsharkMissing, require
 from .live import CaptureStats
 from .tshark import PREFS, TsharkPacket, _convert, find_tshark
 
@@ -278,6 +278,7 @@ def _detached_pipe_capture(fd: int, **kwargs: Any) -> Any:
     """
     import asyncio
 
+    require("pyshark", "the tshark engine of tlsinspect live")
     from pyshark.capture.pipe_capture import PipeCapture
     from pyshark.tshark.tshark import tshark_supports_duplicate_keys
 

@@ -19,7 +19,7 @@ from ..capture import CaptureSource, open_capture
 from ..capture.tshark import TsharkError, TsharkMissing, find_tshark
 from ..engines.builtin import Analyzer, CaptureKeys
 from ..engines.tshark import TsharkRun
-from ..errors import TlsInspectError
+from ..errors import MissingPackage, TlsInspectError
 from ..model import count
 from ..record import SessionRecord
 from ..report.export import CertExport, write_and_tell
@@ -149,6 +149,8 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
         out.flush()
     except TsharkError as exc:
         return fail(PROG, f"{args.capture}: {exc}")
+    except MissingPackage as exc:
+        return fail(PROG, str(exc))
     except BrokenPipeError:
         silence_pipe()
         return 0
