@@ -14,6 +14,7 @@ from .errors import (
     CertificateError,
     DecodeError,
     LiveCaptureError,
+    MessageTooLarge,
     NotACapture,
     PolicyError,
     TlsInspectError,
@@ -55,6 +56,7 @@ __all__ = [
     "TsharkMissing",
     "DecodeError",
     "UnsupportedCipher",
+    "MessageTooLarge",
     "CertificateError",
     "PolicyError",
 ]
