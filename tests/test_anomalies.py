@@ -24,6 +24,14 @@ def test_an_unregistered_name_is_refused():
             "client client_hello: length 3 > 2",
         ),
         (Anomaly("keys_missing", "client", "no secret"), "client: no secret"),
+        (
+            Anomaly("message_too_large", "client", "claims 16,777,215 bytes", "client_hello"),
+            "client client_hello: claims 16,777,215 bytes",
+        ),
+        (
+            Anomaly("time_not_a_date", "capture", "first packet 1 ns"),
+            "packet time not a date: first packet 1 ns",
+        ),
     ],
 )
 def test_text_of_each_name(anomaly, text):
@@ -45,4 +53,10 @@ def test_output_order_is_the_registry_order_then_the_order_found():
         "keys_missing",
     ]
     assert [a.detail for a in got if a.name == "malformed_message"] == ["b", "d"]
-    assert list(NAMES) == ["stream_lost", "malformed_message", "keys_missing"]
+    assert list(NAMES) == [
+        "stream_lost",
+        "malformed_message",
+        "message_too_large",
+        "keys_missing",
+        "time_not_a_date",
+    ]

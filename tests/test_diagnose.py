@@ -8,7 +8,7 @@ from helpers import OWN
 import tlsinspect
 from tlsinspect.classify import Decision, classify
 from tlsinspect.diagnose import capture_time, chain_reports, diagnose
-from tlsinspect.model import Basis, Verdict
+from tlsinspect.model import Basis, Verdict, iso_time
 from tlsinspect.session import AlertSeen, SessionFacts
 from tlsinspect.tls import messages as m
 
@@ -122,6 +122,25 @@ def test_decrypt_error_after_the_client_certificate():
 def test_capture_time_keeps_microseconds():
     t = capture_time(1_700_000_000 * 10**9 + 123_456_789)
     assert t.isoformat() == "2023-11-14T22:13:20.123456+00:00"
+
+
+@pytest.mark.parametrize(
+    "ts_ns",
+    [
+        1_764_000_000 * 10**18,  # nanoseconds read as microseconds: year 57,868
+        (0xFFFFFFFF << 32) * 1000,  # a damaged high word
+        -(1 << 62) * 10**9,  # an if_tsoffset far before year 1
+    ],
+)
+def test_a_packet_time_that_is_no_date_is_shown_raw(ts_ns):
+    assert capture_time(ts_ns) is None
+    assert iso_time(ts_ns) == f"@{ts_ns}"
+
+
+def test_times_near_the_ends_of_the_calendar_are_dates():
+    assert iso_time(-62_135_596_800 * 10**9) == "0001-01-01T00:00:00.000000Z"
+    assert iso_time(253_402_300_799 * 10**9 + 999_999_000) == "9999-12-31T23:59:59.999999Z"
+    assert iso_time(-1) == "1969-12-31T23:59:59.999999Z"
 
 
 def test_decrypted_tls13_sessions_get_the_same_diagnosis():

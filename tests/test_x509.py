@@ -323,6 +323,19 @@ def test_validity_is_judged_at_the_capture_time_given(pki):
     assert "not yet valid" in detail_of(early, "validity", "fail")
 
 
+def test_a_capture_time_that_is_no_date_leaves_validity_not_checked(pki):
+    """A damaged packet timestamp gives no capture time: validity and trust are not judged
+    (neither passed nor failed), the other checks are as at any time."""
+    chain = ders(pki["client"], pki["inter"])
+    report = check_chain(chain, "client", None, anchors=Anchors(ders(pki["root"])))
+    assert report.failed == []
+    for check in ("validity", "ca_bundle"):
+        got = report.find(check)
+        assert got is not None and got.result == "info"
+        assert got.detail.startswith("not checked: the capture time is not a date")
+    assert report.find("signature", "pass") is not None
+
+
 def test_a_broken_signature_names_the_link(pki):
     # claims the intermediate as issuer, but is signed by the rogue key
     forged = make("forged", issuer_name=pki["inter"].name, signer=pki["rogue"], eku=[CLIENT])

@@ -15,23 +15,32 @@ NAMES: dict[str, str] = {
     "stream_lost": "one direction of the connection cannot be followed past a point: bytes "
     "missing from the capture, or bytes that are not TLS records",
     "malformed_message": "a handshake message or alert that does not parse",
+    "message_too_large": "a handshake message whose header claims more bytes than tlsinspect "
+    "reads of one message (1 MiB): it is not read, nor anything after it in that direction, "
+    "and the session is left incomplete",
     "keys_missing": "records the key log could not decrypt: no secret for the session, or "
     "a decryption that failed",
+    "time_not_a_date": "a packet time of the session is no date of the years 1 to 9999 (a "
+    "damaged timestamp, or a pcapng interface whose if_tsresol does not match its "
+    "timestamps): the times are shown as @ and their nanoseconds since 1970, and the "
+    "certificates' validity is not checked",
 }
 
 _TEXT = {
     "stream_lost": "{role}'s stream lost: {detail}",
     "malformed_message": "{role} {message}: {detail}",
+    "message_too_large": "{role} {message}: {detail}",
     "keys_missing": "{role}: {detail}",
+    "time_not_a_date": "packet time not a date: {detail}",
 }
 
 
 @dataclass(frozen=True, slots=True)
 class Anomaly:
     name: str  # a key of NAMES
-    role: str  # "client" or "server": whose bytes
+    role: str  # "client" or "server": whose bytes ("capture" for time_not_a_date)
     detail: str
-    message: str = ""  # the message concerned (malformed_message)
+    message: str = ""  # the message concerned (malformed_message, message_too_large)
 
     def __post_init__(self) -> None:
         if self.name not in NAMES:

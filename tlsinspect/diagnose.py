@@ -14,10 +14,10 @@ an access list) is invisible on the wire.
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime
 
 from .classify import Decision, shown
-from .model import CLIENT, SERVER, Basis, Verdict
+from .model import CLIENT, SERVER, Basis, Verdict, packet_datetime
 from .session import CHANGE_CIPHER_SPEC, ENCRYPTED_HANDSHAKE, AlertSeen, SessionFacts
 from .tls import registry as reg
 from .x509 import FAIL, Anchors, ChainReport, cert_info, check_chain, short_name
@@ -52,11 +52,10 @@ _CLIENT_FLIGHT = {
 MAX_PROBLEMS = 3  # failed checks quoted in one line
 
 
-def capture_time(ts_ns: int) -> datetime:
-    """A packet timestamp (integer nanoseconds) as an aware UTC datetime, to the microsecond."""
-    return datetime.fromtimestamp(ts_ns // 10**9, tz=timezone.utc).replace(
-        microsecond=(ts_ns % 10**9) // 1000
-    )
+def capture_time(ts_ns: int) -> datetime | None:
+    """A packet timestamp (integer nanoseconds) as an aware UTC datetime, to the microsecond;
+    None when it is no date (the validity checks then say "not checked")."""
+    return packet_datetime(ts_ns)
 
 
 def chain_reports(

@@ -10,7 +10,9 @@
     │   └── TsharkMissing           no tshark executable: the message says how to install it
     ├── DecodeError                 malformed bytes inside a parser (packet, TCP, TLS, certificate);
     │   │                           always caught by the owner of the flow and turned into an anomaly
-    │   └── UnsupportedCipher       a cipher suite or version tls.decrypt cannot decrypt
+    │   ├── UnsupportedCipher       a cipher suite or version tls.decrypt cannot decrypt
+    │   └── MessageTooLarge         a handshake header claims more bytes than are read of one
+    │                               message (tls.handshake.MAX_MESSAGE): the message is not read
     ├── CertificateError            certificate bytes tlsinspect cannot use: a CA bundle with no PEM
     │                               certificate, DER that does not hold together, a signature it cannot
     │                               check (x509); also a ValueError, see below
@@ -88,6 +90,21 @@ class UnsupportedCipher(DecodeError):
     """The session's cipher suite or version is one tls.decrypt cannot decrypt."""
 
 
+class MessageTooLarge(DecodeError):
+    """A handshake message claims more bytes than tlsinspect reads of one message. Legal on the
+    wire (up to 2^24-1), but buffering it would let one connection hold 16 MiB: it is not read,
+    nor anything after it in that direction."""
+
+    def __init__(self, msg_type: int, length: int, limit: int, seen: int) -> None:
+        super().__init__(
+            f"handshake message type {msg_type} claims {length:,} bytes (limit {limit:,})"
+        )
+        self.msg_type = msg_type
+        self.length = length  # what its header claims
+        self.limit = limit
+        self.seen = seen  # bytes of it (header included) in the records read so far
+
+
 class CertificateError(TlsInspectError, ValueError):
     """Certificate bytes that cannot be used: no PEM certificate in a CA bundle, malformed DER,
     a signature algorithm that cannot be verified."""
@@ -125,6 +142,7 @@ __all__ = [
     "INSTALL_HINT",
     "LiveCaptureError",
     "MissingPackage",
+    "MessageTooLarge",
     "NotACapture",
     "PolicyError",
     "TlsInspectError",

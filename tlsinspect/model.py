@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from enum import Enum
 
 CLIENT, SERVER = "client", "server"
@@ -55,7 +55,30 @@ def count(n: int, thing: str) -> str:
     return f"{n:,} {thing}" if n == 1 else f"{n:,} {thing}s"
 
 
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+
+
+def packet_datetime(ts_ns: int) -> datetime | None:
+    """A packet timestamp (integer nanoseconds) as an aware UTC datetime, to the microsecond;
+    None when it is no date of the years 1 to 9999 (a damaged timestamp, or a pcapng interface
+    whose if_tsresol does not match its timestamps). Computed, not asked of the platform's
+    clock functions: never raises."""
+    try:
+        return _EPOCH + timedelta(microseconds=ts_ns // 1000)
+    except OverflowError:
+        return None
+
+
 def iso_time(ts_ns: int) -> str:
-    """A packet timestamp (integer nanoseconds) as ISO 8601 UTC text, to the microsecond."""
-    dt = datetime.fromtimestamp(ts_ns // 10**9, tz=timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S") + f".{(ts_ns % 10**9) // 1000:06d}Z"
+    """A packet timestamp (integer nanoseconds) as ISO 8601 UTC text, to the microsecond.
+
+    A timestamp that is no date (see `packet_datetime`) is shown as ``@`` and its integer
+    nanoseconds since 1970 (``@57868...``), and the session says so in its anomalies.
+    """
+    dt = packet_datetime(ts_ns)
+    if dt is None:
+        return f"@{ts_ns}"
+    return (
+        f"{dt.year:04d}-{dt.month:02d}-{dt.day:02d}T{dt.hour:02d}:{dt.minute:02d}:"
+        f"{dt.second:02d}.{dt.microsecond:06d}Z"
+    )

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from .anomalies import Anomaly, ordered
 from .classify import Decision, Origin
 from .diagnose import chain_reports, diagnose
+from .model import packet_datetime
 from .session import SessionFacts
 from .tls.starttls import starttls_protocol
 from .x509 import Anchors, ChainReport
@@ -73,9 +74,23 @@ def client_auth(f: SessionFacts, d: Decision) -> ClientAuth:
 
 
 def anomalies(f: SessionFacts) -> tuple[Anomaly, ...]:
-    """The problems met while dissecting a session, in the order of the output."""
-    lost = [Anomaly("stream_lost", role, why) for role, why in f.lost.items()]
-    return ordered(lost + f.anomalies)
+    """The problems met while dissecting a session, in the order of the output. A stream lost
+    to a message too large to read is said once, by that anomaly."""
+    said = {a.role for a in f.anomalies if a.name == "message_too_large"}
+    lost = [Anomaly("stream_lost", role, why) for role, why in f.lost.items() if role not in said]
+    return ordered(lost + f.anomalies + _times(f))
+
+
+def _times(f: SessionFacts) -> list[Anomaly]:
+    """The session's packet times that are no dates, said once."""
+    bad = [
+        f"{what} {ts:,} ns since 1970"
+        for what, ts in (("first packet", f.start_ts), ("last packet", f.end_ts or f.start_ts))
+        if packet_datetime(ts) is None
+    ]
+    if not bad:
+        return []
+    return [Anomaly("time_not_a_date", "capture", "; ".join(bad) + " (shown as @<ns>)")]
 
 
 def build_record(

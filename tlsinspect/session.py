@@ -18,6 +18,7 @@ from .tls import registry as reg
 from .tls.connection import (
     KeysMissing,
     MessageMalformed,
+    MessageNotRead,
     MessageSeen,
     StreamLost,
     TlsEvent,
@@ -286,6 +287,15 @@ class SessionBuilder:
         elif isinstance(ev, MessageMalformed):
             name = reg.name_of("handshake", ev.msg_type) if ev.msg_type >= 0 else "alert"
             f.anomalies.append(Anomaly("malformed_message", role, ev.reason, name))
+        elif isinstance(ev, MessageNotRead):
+            name = reg.name_of("handshake", ev.msg_type)
+            why = (
+                f"its header claims {ev.length:,} bytes, more than the {ev.limit:,} read of one "
+                f"message: not read ({ev.seen:,} bytes of it were in the capture), nor anything "
+                f"after it from the {role}"
+            )
+            f.anomalies.append(Anomaly("message_too_large", role, why, name))
+            f.lost.setdefault(role, f"{name}: {why}")
         elif isinstance(ev, StreamLost):
             f.lost.setdefault(role, ev.reason)
 

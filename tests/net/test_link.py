@@ -42,7 +42,7 @@ from scapy.packet import Raw
 
 from tlsinspect.capture import open_capture
 from tlsinspect.net.ip import format_addr
-from tlsinspect.net.link import MAX_NESTING, header_cut, locate_fragment, locate_tcp
+from tlsinspect.net.link import MAX_NESTING, TOO_DEEP, header_cut, locate_fragment, locate_tcp
 
 CAPTURES = (Path(__file__).parents[2] / ".." / "shared" / "captures").resolve()
 
@@ -447,6 +447,10 @@ def test_nesting_is_limited():
     ok = ip_in_ip(MAX_NESTING + 1)  # MAX_NESTING encapsulations around the innermost IP
     assert locate_tcp(101, bytes(ok))[0] == packed(f"10.0.0.{MAX_NESTING + 1}")
     assert locate_tcp(101, bytes(ip_in_ip(MAX_NESTING + 2))) is None
+    # a frame nested deeper is told apart from frames cut short and from frames not TCP
+    assert header_cut(101, bytes(ip_in_ip(MAX_NESTING + 2))) == TOO_DEEP
+    assert header_cut(101, bytes(ok)) is None
+    assert MAX_NESTING == 16
     assert locate_tcp(101, bytes(ip_in_ip(40))) is None
 
 

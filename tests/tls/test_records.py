@@ -98,3 +98,17 @@ def test_midstream_application_data_needs_two_chained_headers():
     rl = RecordLayer(midstream=False)
     rl.feed(two)
     assert rl.state != RECORDS
+
+
+@pytest.mark.parametrize("claim", [0x10000, 70_000, (1 << 24) - 1])
+@pytest.mark.parametrize("preamble", [b"", b"220 mail.example ESMTP\r\n"])
+def test_a_hello_claiming_more_than_64_kib_still_starts_tls(claim, preamble):
+    """A handshake message may claim up to 2^24-1 bytes: a hello whose header claims more than
+    64 KiB is TLS as well, at the start of a stream or after a preamble (what is then done with
+    a message too large to read is the handshake assembler's business)."""
+    body = hello()[4:]
+    first = record(22, bytes([1]) + claim.to_bytes(3, "big") + body)
+    rl = RecordLayer()
+    out = rl.feed(preamble + first)
+    assert rl.state == RECORDS and rl.start == len(preamble)
+    assert [(ct, p[:4]) for ct, _, p in out] == [(22, bytes([1]) + claim.to_bytes(3, "big"))]

@@ -107,6 +107,16 @@ class CaptureSource:
     def bytes_read(self) -> int:
         return self._state.bytes_read
 
+    def unusable(self) -> str | None:
+        """Once read to its end: why the capture cannot be used at all, else None. A capture
+        with no packet record that can be read is as unusable as an empty file: only its file
+        header, blocks that hold no packet, or records too damaged to read."""
+        if self.packets:
+            return None
+        if self.problems:
+            return f"no packet could be read: {self.problems[0]}"
+        return "no packet in the capture (a file header, and no packet record after it)"
+
     def __iter__(self) -> Iterator[Record]:
         return self._records
 

@@ -139,8 +139,9 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
             else:
                 sessions = sorted((session_dict(r) for r in records), key=session_order)
         problems = run.problems()
-        if run.unreadable():
-            return fail(PROG, f"{args.capture}: no packet could be read: {problems[0]}")
+        unusable = run.unusable()
+        if unusable is not None:
+            return fail(PROG, f"{args.capture}: {unusable}")
         if args.format == "json":
             json.dump(sessions, out, indent=2)
             out.write("\n")
@@ -183,9 +184,9 @@ class _Run:
         """What could not be read, for the report (complete once the records ran out)."""
         raise NotImplementedError
 
-    def unreadable(self) -> bool:
-        """Not one packet could be read (the problems say why)."""
-        return False
+    def unusable(self) -> str | None:
+        """Why the capture cannot be used at all (no packet could be read), else None."""
+        return None
 
     def header(self, sessions: int) -> str:
         raise NotImplementedError
@@ -227,8 +228,8 @@ class _BuiltinRun(_Run):
     def problems(self) -> list[str]:
         return list(self.source.problems) + self.analyzer.stats.problems
 
-    def unreadable(self) -> bool:
-        return not self.source.packets and bool(self.problems())
+    def unusable(self) -> str | None:
+        return self.source.unusable()
 
     def header(self, sessions: int) -> str:
         stats, source = self.analyzer.stats, self.source

@@ -79,8 +79,9 @@ def capture_rows(path: str, keylog: list[str] | None) -> tuple[list[Row], list[s
         rows.append({"file": path, **flat_row(r)})
     rows.sort(key=lambda s: (str(s["start_time"]), int(s["index"])))  # type: ignore[call-overload]
     problems = list(sources[0].problems) if sources else []
-    if sources and not sources[0].packets and problems:
-        raise TlsInspectError(f"{path}: no packet could be read: {problems[0]}")
+    unusable = sources[0].unusable() if sources else None
+    if unusable is not None:
+        raise TlsInspectError(f"{path}: {unusable}")
     return rows, problems
 
 

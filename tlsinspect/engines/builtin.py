@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from ..capture.skip import SkipFilter
 from ..model import EndKind
 from ..net.fragments import Defragmenter
-from ..net.link import header_cut, locate_fragment, locate_tcp
+from ..net.link import MAX_NESTING, TOO_DEEP, header_cut, locate_fragment, locate_tcp
 from ..net.reassembly import Gap, HalfStream
 from ..record import SessionRecord
 from ..session import SessionBuilder, SessionFacts
@@ -64,6 +64,7 @@ class Stats:
     # frames skipped because their bytes end inside a header before the TCP payload (a
     # snaplen shorter than the headers, a damaged frame), by the header: {"IPv4 header": 3}
     cut_short: dict[str, int] = field(default_factory=dict)
+    too_deep: int = 0  # frames inside more than net.link.MAX_NESTING tunnels: not decoded
     fragments: int = 0  # IP fragments met
     reassembled: int = 0  # IP datagrams put back together from them
     flows: int = 0
@@ -212,6 +213,8 @@ class Analyzer:
                     cut = header_cut(linktype, data)
                     if cut is None:
                         stats.not_tcp += 1
+                    elif cut == TOO_DEEP:
+                        stats.too_deep += 1
                     else:
                         stats.cut_short[cut] = stats.cut_short.get(cut, 0) + 1
                     continue
@@ -250,6 +253,18 @@ class Analyzer:
             stats.problems.append(
                 f"frames skipped because they end inside their headers (a snaplen shorter than "
                 f"the headers, or damage): {sum(stats.cut_short.values()):,} ({where})"
+            )
+        if stats.not_tcp and not stats.tcp_packets and stats.packets:
+            # said, so that a capture of a link type or tunnel not decoded is not silent
+            stats.problems.append(
+                f"no TCP in any of the {stats.not_tcp:,} packets read: not TCP, or of a link "
+                "type or tunnel tlsinspect does not decode"
+            )
+        if stats.too_deep:
+            stats.problems.append(
+                f"frames skipped because their tunnels nest more than {MAX_NESTING} deep: "
+                f"{stats.too_deep:,} (not decoded: the TCP and TLS inside them are not read, "
+                "and their sessions not reported)"
             )
         defrag.finish()
         stats.fragments, stats.reassembled = defrag.fragments, defrag.reassembled

@@ -133,12 +133,20 @@ def _column_order(rows: list[flat.Row]) -> list[str]:
     return names
 
 
+_NS_MIN, _NS_MAX = -(2**63) + 1, 2**63 - 1  # int64, but its minimum (NaT)
+
+
 def _utc(values: list[object], unit: str) -> Any:
     import pandas as pd
 
     dtype = pd.DatetimeTZDtype(unit=unit, tz="UTC")
     if unit == "ns":
-        ints = pd.array([v if isinstance(v, int) else None for v in values], dtype="Int64")
+        # a packet time outside what int64 nanoseconds hold (1677 to 2262) is NaT: such a time
+        # is a damaged timestamp, which the session's anomalies name (time_not_a_date)
+        ints = pd.array(
+            [v if isinstance(v, int) and _NS_MIN <= v <= _NS_MAX else None for v in values],
+            dtype="Int64",
+        )
         return pd.to_datetime(ints, unit="ns", utc=True).astype(dtype)
     stamps = [datetime.fromisoformat(str(v)) if v else None for v in values]
     return pd.array(stamps, dtype=dtype)
@@ -299,6 +307,6 @@ def _certificates_frame(
     left = (out["not_after"] - start) / pd.Timedelta(days=1)
     out["days_left"] = left.astype("Float64")
     valid = (out["not_before"] <= start) & (start <= out["not_after"])
-    unknown = out["not_before"].isna() | out["not_after"].isna()
+    unknown = out["not_before"].isna() | out["not_after"].isna() | start.isna()
     out["valid_at_capture"] = valid.astype("boolean").mask(unknown, pd.NA)
     return out

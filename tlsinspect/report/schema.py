@@ -24,7 +24,13 @@ CHAIN_ITEM = (
 
 FIELDS: list[tuple[str, str, str]] = [
     ("index", "integer", "Order in which the session was logged (1-based)."),
-    ("start_time", "string", "Time of the connection's first packet, ISO 8601 UTC."),
+    (
+        "start_time",
+        "string",
+        "Time of the connection's first packet, ISO 8601 UTC; `@` and the integer nanoseconds "
+        "since 1970 when the packet time is no date (a damaged timestamp: anomaly "
+        "`time_not_a_date`).",
+    ),
     ("end_time", "string", "Time of the last packet the session's facts come from."),
     ("client_ip", "string", "Client address (IPv4 or IPv6 text)."),
     ("client_port", "integer", "Client TCP port."),

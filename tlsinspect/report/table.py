@@ -146,13 +146,21 @@ _HEADERS = (
 Chains = dict[str, tuple[list[dict[str, object]], list[dict[str, str]], list[str]]]
 
 
+def _dated(s: dict[str, object]) -> bool:
+    """The session's start time is a date (not `@<ns>`: see model.iso_time)."""
+    return not str(s["start_time"]).startswith("@")
+
+
 def _row(s: dict[str, object], one_day: bool) -> list[object]:
     """A session's row of the table."""
     verdict = str(s["verdict"])
     if s.get("basis") not in (None, "observed"):
         verdict += f" ({s['basis']})"
     start = str(s["start_time"]).rstrip("Z")[:23]
-    start = start[11:] if one_day else start.replace("T", " ")
+    if _dated(s):
+        start = start[11:] if one_day else start.replace("T", " ")
+    else:
+        start = str(s["start_time"])  # no date: @ and the nanoseconds, whole
     proto = f" ({s['starttls']})" if s.get("starttls") else ""
     return [
         s["index"],
@@ -196,7 +204,7 @@ def render(
     sessions: Iterable[dict[str, object]], header: str, problems: list[str] | None = None
 ) -> str:
     sessions = list(sessions)
-    days = {str(s["start_time"])[:10] for s in sessions}
+    days = {str(s["start_time"])[:10] for s in sessions if _dated(s)}
     one_day = len(days) == 1
     rows = [_row(s, one_day) for s in sessions]
     reasons = [line for s in sessions for line in _why(s)]

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from ..errors import DecodeError
+from ..errors import DecodeError, MessageTooLarge
 from . import messages as m
 from . import registry as reg
 from .compression import DEFLATE, RecordInflater, parse_compressed_certificate
@@ -56,6 +56,19 @@ class MessageMalformed:
 
 
 @dataclass(frozen=True, slots=True)
+class MessageNotRead:
+    """A handshake message claims more bytes than are read of one (tls.handshake.MAX_MESSAGE):
+    it is not read, nor anything after it in this direction (which is lost from there)."""
+
+    side: int
+    ts: int
+    msg_type: int
+    length: int  # what its header claims
+    limit: int
+    seen: int  # bytes of it in the capture's records up to then, header included
+
+
+@dataclass(frozen=True, slots=True)
 class StreamLost:
     """This direction can no longer be parsed: a gap in the capture or bytes that are not TLS."""
 
@@ -75,7 +88,7 @@ def _strip_null_mac(ct: int, payload: bytes) -> bytes:
     return payload
 
 
-TlsEvent = TlsStarted | MessageSeen | MessageMalformed | StreamLost | KeysMissing
+TlsEvent = TlsStarted | MessageSeen | MessageMalformed | MessageNotRead | StreamLost | KeysMissing
 
 
 class KeySource(Protocol):
@@ -423,6 +436,10 @@ class TlsConnection:
     ) -> None:
         try:
             messages = st.handshake.feed(payload)
+        except MessageTooLarge as exc:
+            st.records.close()
+            events.append(MessageNotRead(side, ts, exc.msg_type, exc.length, exc.limit, exc.seen))
+            return
         except DecodeError as exc:
             st.records.close()
             events.append(StreamLost(side, ts, str(exc)))

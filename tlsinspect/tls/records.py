@@ -32,7 +32,7 @@ def _hello_at(buf: bytearray, i: int) -> bool | None:
     hs_len = (buf[i + 6] << 16) | (buf[i + 7] << 8) | buf[i + 8]
     return (
         4 <= length <= MAX_RECORD
-        and 38 <= hs_len < 0x10000
+        and hs_len >= 38  # up to 2^24-1: a hello too large to read still shows TLS
         and buf[i + 9] == 3
         and buf[i + 10] <= 4
     )

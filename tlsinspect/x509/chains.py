@@ -78,14 +78,16 @@ class ChainReport:
 def check_chain(
     ders: Sequence[bytes],
     role: str,
-    at: datetime,
+    at: datetime | None,
     *,
     sni: str | None = None,
     server_ip: str | None = None,
     ca_names: Sequence[bytes] = (),
     anchors: Anchors | None = None,
 ) -> ChainReport:
-    """Check a certificate chain as sent (leaf first) at the capture time `at` (aware, UTC).
+    """Check a certificate chain as sent (leaf first) at the capture time `at` (aware, UTC;
+    None when the capture time is no date: the validity and CA bundle checks are then `info`,
+    "not checked").
 
     `role` is "client" or "server". For a server chain, `sni` (else `server_ip`) is the name the
     leaf must carry. For a client chain, `ca_names` are the DER names the server listed in its

@@ -66,10 +66,16 @@ def _day(t: datetime | None) -> str:
     return t.strftime("%Y-%m-%d %H:%M:%S UTC") if t else "?"
 
 
-def _validity(info: CertInfo, at: datetime) -> Check:
+#: The detail of a time-dependent check when the capture time is no date (a damaged timestamp).
+NO_CAPTURE_TIME = "not checked: the capture time is not a date (a damaged packet timestamp)"
+
+
+def _validity(info: CertInfo, at: datetime | None) -> Check:
     nb, na = info.not_before, info.not_after
     if nb is None or na is None:
         return Check("validity", INFO, "validity period unreadable")
+    if at is None:
+        return Check("validity", INFO, NO_CAPTURE_TIME)
     if at < nb:
         return Check(
             "validity",
