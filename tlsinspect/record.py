@@ -19,7 +19,9 @@ from dataclasses import dataclass
 from .anomalies import Anomaly, ordered
 from .classify import Decision, Origin
 from .diagnose import chain_reports, diagnose
+from .errors import DecodeError
 from .session import SessionFacts
+from .tls import extensions as ext
 from .tls.starttls import starttls_protocol
 from .x509 import Anchors, ChainReport
 
@@ -51,6 +53,29 @@ class SessionRecord:
     auth: ClientAuth
     starttls: str | None  # the plaintext protocol upgraded to TLS, None for TLS from the start
     anomalies: tuple[Anomaly, ...]  # problems met dissecting it: lost bytes, malformed messages
+    # what the ServerHello chose besides the version and cipher: the application protocol
+    # (ALPN, RFC 7301) and the TLS 1.3 key share group (RFC 8446 4.2.8); None when not shown
+    server_alpn: str | None = None
+    server_group: int | None = None
+
+
+def server_choices(f: SessionFacts) -> tuple[str | None, int | None]:
+    """The ALPN protocol and the key share group of the ServerHello, when it names them (a
+    malformed extension names nothing)."""
+    sh = f.server_hello
+    if sh is None:
+        return None, None
+    alpn = group = None
+    data = ext.find(sh.extensions, ext.ALPN)
+    if data is not None:
+        try:
+            alpn = next(iter(ext.alpn(data)), None)
+        except DecodeError:
+            alpn = None
+    data = ext.find(sh.extensions, ext.KEY_SHARE)
+    if data is not None and len(data) >= 2:
+        group = int.from_bytes(data[:2], "big")
+    return alpn, group
 
 
 def client_auth(f: SessionFacts, d: Decision) -> ClientAuth:
@@ -93,6 +118,7 @@ def build_record(
     to both chains; `starttls` names the protocol before TLS when the engine knows it (tshark
     dissected it), else the preamble bytes the builder kept tell."""
     client_checks, server_checks = chain_reports(facts, server[0], anchors)
+    server_alpn, server_group = server_choices(facts)
     return SessionRecord(
         index=index,
         facts=facts,
@@ -106,4 +132,6 @@ def build_record(
         auth=client_auth(facts, decision),
         starttls=starttls if starttls is not None else starttls_protocol(facts.preamble),
         anomalies=anomalies(facts),
+        server_alpn=server_alpn,
+        server_group=server_group,
     )

@@ -84,6 +84,8 @@ class SessionFacts:
     preamble: dict[str, bytes] = field(default_factory=dict)  # role -> first preamble bytes
     client_hello: m.ClientHello | None = None
     client_hellos: int = 0
+    hello_ts: int | None = None  # time of the first ClientHello (Zeek's ssl.log `ts`)
+    certs_ts: dict[str, int] = field(default_factory=dict)  # role -> ts of its Certificate
     server_hello: m.ServerHello | None = None
     retry_request: bool = False
     server_certs: tuple[bytes, ...] | None = None
@@ -378,6 +380,8 @@ class SessionBuilder:
         name = reg.name_of("handshake", msg.msg_type)  # type: ignore[attr-defined]
         if isinstance(msg, m.ClientHello):
             f.client_hellos += 1
+            if f.hello_ts is None:
+                f.hello_ts = ts
             if f.client_hello is None or (f.retry_request and f.server_hello is None):
                 f.client_hello = msg
         elif isinstance(msg, m.ServerHello):
@@ -387,6 +391,7 @@ class SessionBuilder:
             else:
                 f.server_hello = msg
         elif isinstance(msg, m.Certificate):
+            f.certs_ts[role] = ts
             if role == SERVER:
                 f.server_certs = msg.entries
             else:
