@@ -254,3 +254,11 @@ def test_an_unwritable_directory_is_one_line(tmp_path):
     r = run_cli("--format", "zeek", "-o", blocker / "logs", own_captures()[0])
     assert r.returncode == 2
     assert r.stderr.count("\n") == 1 and "Traceback" not in r.stderr, r.stderr
+
+
+def test_readme_table_is_the_fields():
+    from tlsinspect.report.zeek import markdown_table
+
+    readme = (Path(__file__).parents[2] / "README.md").read_text()
+    block = readme.split("<!-- zeek:start -->\n", 1)[1].split("\n<!-- zeek:end -->", 1)[0]
+    assert block == markdown_table()

@@ -478,6 +478,13 @@ class ZeekLogs:
         self.files = {}
 
 
+def markdown_table() -> str:
+    """The README's table of ssl.log fields: name, Zeek type, meaning."""
+    lines = ["| field | type | meaning |", "|---|---|---|"]
+    lines += [f"| `{n}` | {t} | {doc} |" for n, t, doc in SSL_FIELDS]
+    return "\n".join(lines)
+
+
 def write_zeek(records: Iterable[SessionRecord], directory: str, *, use_json: bool) -> int:
     """Write ssl.log and x509.log into `directory` as the records come; return the count."""
     logs = ZeekLogs(directory, use_json=use_json)
@@ -489,3 +496,7 @@ def write_zeek(records: Iterable[SessionRecord], directory: str, *, use_json: bo
     finally:
         logs.close()
     return n
+
+
+if __name__ == "__main__":  # python -m tlsinspect.report.zeek: the README's ssl.log table
+    print(markdown_table())
