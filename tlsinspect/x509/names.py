@@ -111,7 +111,8 @@ def _rfc2253_value(text: str) -> str:
 def rfc2253_from_der(der: bytes) -> str:
     """A DER Name as RFC 2253 text, the way OpenSSL's `X509_NAME_print_ex` writes it with
     `XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB` (what Zeek logs as `subject`, `issuer`): the
-    last RDN first, "," between RDNs and "+" inside one, OpenSSL's short names, and the value
+    last attribute first (of the name and of a multi-valued RDN), "," between RDNs and "+"
+    inside one, OpenSSL's short names, and the value
     of an attribute whose type has no short name, or which is not a string, as "#" and the hex
     of its DER. Unreadable DER gives "<unreadable name ...>"."""
     try:
@@ -130,7 +131,7 @@ def rfc2253_from_der(der: bytes) -> str:
                     attrs.append(f"{key or oid}=#{der[vh:ve].hex().upper()}")
                 else:
                     attrs.append(f"{key}={_rfc2253_value(der[vs:ve].decode(enc, 'replace'))}")
-            rdns.append("+".join(attrs))
+            rdns.append("+".join(reversed(attrs)))  # XN_FLAG_DN_REV reverses every entry
         return ",".join(reversed(rdns))
     except (ValueError, IndexError) as exc:
         return f"<unreadable name {der[:16].hex()}...: {exc}>"
