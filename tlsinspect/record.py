@@ -53,19 +53,20 @@ class SessionRecord:
     auth: ClientAuth
     starttls: str | None  # the plaintext protocol upgraded to TLS, None for TLS from the start
     anomalies: tuple[Anomaly, ...]  # problems met dissecting it: lost bytes, malformed messages
-    # what the ServerHello chose besides the version and cipher: the application protocol
-    # (ALPN, RFC 7301) and the TLS 1.3 key share group (RFC 8446 4.2.8); None when not shown
+    # what the server chose besides the version and cipher: the application protocol (ALPN,
+    # RFC 7301) and the key exchange group (the TLS 1.3 key share, RFC 8446 4.2.8, or the
+    # ECDHE curve of a TLS 1.2 ServerKeyExchange, RFC 8422 5.4); None when not shown
     server_alpn: str | None = None
     server_group: int | None = None
 
 
 def server_choices(f: SessionFacts) -> tuple[str | None, int | None]:
-    """The ALPN protocol and the key share group of the ServerHello, when it names them (a
+    """The ALPN protocol of the ServerHello and the key exchange group, when they are named (a
     malformed extension names nothing)."""
     sh = f.server_hello
     if sh is None:
         return None, None
-    alpn = group = None
+    alpn, group = None, f.server_curve
     data = ext.find(sh.extensions, ext.ALPN)
     if data is not None:
         try:

@@ -92,6 +92,7 @@ class SessionFacts:
     client_certs: tuple[bytes, ...] | None = None
     cert_request: m.CertificateRequest | None = None
     server_key_exchange: bool = False
+    server_curve: int | None = None  # the ECDHE group of a TLS <= 1.2 ServerKeyExchange
     server_hello_done: bool = False
     client_key_exchange: bool = False
     client_cert_verify: m.CertificateVerify | None = None
@@ -414,6 +415,9 @@ class SessionBuilder:
             t = msg.msg_type
             if t == reg.SERVER_KEY_EXCHANGE:
                 f.server_key_exchange = True
+                sh = f.server_hello
+                if sh is not None and "ECDH" in reg.name_of("cipher", sh.cipher_suite):
+                    f.server_curve = msg.named_group
             elif t == reg.SERVER_HELLO_DONE:
                 f.server_hello_done = True
             elif t == reg.CLIENT_KEY_EXCHANGE:

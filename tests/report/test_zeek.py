@@ -94,10 +94,6 @@ def test_values_are_zeeks(tmp_path, capture, baseline):
         for name, value in zeek_row.items():
             if name in ("uid", "cert_chain_fuids", "client_cert_chain_fuids") or value == MASKED:
                 continue  # Zeek's test uids and file ids; times btest masked
-            if name == "curve" and row["version"] != "TLSv13":
-                # the TLS 1.2 curve is in the ServerKeyExchange, which is not kept
-                assert row[name] == "-"
-                continue
             assert row[name] == value, (name, row[name], value)
             compared += 1
     assert compared >= 10 * len(zeeks)
@@ -221,6 +217,8 @@ TSHARK_AGREES = (
     "id.resp_p",
     "version",
     "cipher",
+    "curve",
+    "next_protocol",
     "server_name",
     "cert_chain_fps",
     "client_cert_chain_fps",

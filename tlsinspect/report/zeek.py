@@ -17,8 +17,7 @@ Malcolm read them as Zeek's own:
 
 What differs from Zeek, by necessity: `uid` is not random but "C" and the base62 of a SHA-256
 of the 5-tuple and the start time, so that a run gives the same uids again; `id.orig_*` is
-the TLS client (the originator when the capture holds the SYN); `curve` is known for TLS 1.3
-only (the ServerHello's key share; the ServerKeyExchange of TLS 1.2 is not kept); `ts` of a
+the TLS client (the originator when the capture holds the SYN); `ts` of a
 certificate is the time of the Certificate message that carried it, `ts` of a session the time
 of its ClientHello (as Zeek), else of its first packet.
 """
@@ -51,7 +50,7 @@ SSL_FIELDS: list[tuple[str, str, str]] = [
     ("id.resp_p", "port", "Server port."),
     ("version", "string", "Version the server chose: TLSv10, TLSv12, TLSv13, ..."),
     ("cipher", "string", "Cipher suite the server chose (IANA name)."),
-    ("curve", "string", "Key exchange group the server chose (TLS 1.3 key share)."),
+    ("curve", "string", "ECDHE group the server chose (key share, ServerKeyExchange)."),
     ("server_name", "string", "SNI the client sent."),
     ("resumed", "bool", "The session was resumed."),
     ("last_alert", "string", "Last alert seen in the clear."),
