@@ -10,9 +10,13 @@ import re
 from pathlib import Path
 
 import pytest
-from helpers import SHARED, own_captures, run_cli, run_tshark, shared_view
+from certs import make
+from helpers import SHARED, build_session, own_captures, run_cli, run_tshark, server, shared_view
 
-from tlsinspect.report.zeek import LOG_FIELDS
+from tlsinspect.classify import classify
+from tlsinspect.record import build_record
+from tlsinspect.report.zeek import LOG_FIELDS, markdown_table, ssl_row, x509_rows
+from tlsinspect.tls import messages as m
 
 BASELINES = Path(__file__).parent / "zeek_baselines"
 MASKED = "XXXXXXXXXX.XXXXXX"
@@ -255,8 +259,22 @@ def test_an_unwritable_directory_is_one_line(tmp_path):
 
 
 def test_readme_table_is_the_fields():
-    from tlsinspect.report.zeek import markdown_table
-
     readme = (Path(__file__).parents[2] / "README.md").read_text()
     block = readme.split("<!-- zeek:start -->\n", 1)[1].split("\n<!-- zeek:end -->", 1)[0]
     assert block == markdown_table()
+
+
+def test_a_certificate_no_parser_loads_has_no_fingerprint_nor_x509_line():
+    """As Zeek, whose X.509 analyzer logs nothing for a certificate it cannot parse."""
+    leaf, root = (
+        make("zeek-leaf", make("zeek-root", None, ca=True)).der,
+        make("zeek-root", None, ca=True).der,
+    )
+    marker = bytes.fromhex("a003020102")  # version 3; 4 is refused
+    broken = leaf.replace(marker, bytes.fromhex("a003020103"))
+    facts = build_session(server(m.Certificate((broken, root)))).facts
+    r = build_record(1, facts, classify(facts), ("192.0.2.1", 50000), ("192.0.2.2", 443))
+    row = ssl_row(r)
+    assert row["cert_chain_fps"] == [hashlib.sha256(root).hexdigest()]
+    assert row["client_cert_chain_fps"] == [] and row["subject"] is None
+    assert [x["fingerprint"] for x in x509_rows(r)] == row["cert_chain_fps"]

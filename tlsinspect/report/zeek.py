@@ -203,7 +203,13 @@ def _leaf(certs: tuple[bytes, ...] | None) -> CertInfo | None:
     if not certs:
         return None
     info = cert_info(certs[0])
-    return None if info.error and not info.subject_der else info
+    return info if info.loaded else None
+
+
+def _fingerprints(certs: tuple[bytes, ...] | None) -> list[str]:
+    """The SHA-256 of each certificate a parser could load: Zeek logs no fingerprint, and no
+    x509.log line, for a certificate its X.509 analyzer could not parse."""
+    return [c.sha256 for c in map(cert_info, certs or ()) if c.loaded]
 
 
 def _sni_matches(r: SessionRecord, sni: str | None) -> bool | None:
@@ -250,12 +256,8 @@ def ssl_row(r: SessionRecord) -> Row:
         "next_protocol": r.server_alpn,
         "established": done,
         "ssl_history": ssl_history(r),
-        "cert_chain_fps": [cert_info(d).sha256 for d in f.server_certs or ()]
-        if any_certs
-        else None,
-        "client_cert_chain_fps": [cert_info(d).sha256 for d in f.client_certs or ()]
-        if any_certs
-        else None,
+        "cert_chain_fps": _fingerprints(f.server_certs) if any_certs else None,
+        "client_cert_chain_fps": _fingerprints(f.client_certs) if any_certs else None,
         "subject": server_leaf.subject_rfc2253 if server_leaf else None,
         "issuer": server_leaf.issuer_rfc2253 if server_leaf else None,
         "client_subject": client_leaf.subject_rfc2253 if client_leaf else None,
@@ -344,7 +346,8 @@ def x509_rows(r: SessionRecord) -> list[Row]:
     for role, certs in ((SERVER, f.server_certs), (CLIENT, f.client_certs)):
         ts = f.certs_ts.get(role, f.start_ts)
         for i, der in enumerate(certs or ()):
-            rows.append(x509_row(der, ts, i == 0, role == CLIENT))
+            if cert_info(der).loaded:
+                rows.append(x509_row(der, ts, i == 0, role == CLIENT))
     return rows
 
 

@@ -107,6 +107,7 @@ class CertInfo:
     notes: tuple[str, ...] = ()  # what cryptography warned about while reading it
     key_oid: str | None = None  # the subjectPublicKeyInfo algorithm, dotted
     rsa_exponent: int | None = None  # the public exponent of an RSA key
+    loaded: bool = True  # cryptography loaded it (else its fields were read by hand)
 
     @property
     def key_algorithm(self) -> str | None:
@@ -370,6 +371,7 @@ def _unparsed(digest: str, raw: RawTbs, why: str) -> CertInfo:
         signature_hash=sig_hash,
         version=raw.version,
         key_oid=raw.key_oid,
+        loaded=False,
     )
 
 
