@@ -5,6 +5,8 @@ tests/e2e/test_certificates.py)."""
 from __future__ import annotations
 
 import ipaddress
+import shutil
+import subprocess
 import warnings
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -26,6 +28,7 @@ from tlsinspect.x509 import (
     match_server_name,
     name_from_der,
     read_tbs,
+    rfc2253_from_der,
     same_name,
     signature_problem,
     validate,
@@ -569,3 +572,55 @@ def test_what_cryptography_only_warns_about_is_a_note(pki):
     assert info.error is None and info.serial == "-6dcb5433"
     assert info.notes and "serial number which wasn't positive" in info.notes[0]
     assert report.find("parse") == report.find("parse", "warn")
+
+
+def _openssl(der: bytes, *args: str) -> str:
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        pytest.skip("openssl is not installed")
+    return subprocess.run(
+        [openssl, "x509", "-inform", "DER", "-noout", *args],
+        input=der,
+        capture_output=True,
+        check=True,
+    ).stdout.decode()
+
+
+TRICKY_NAME = x509.Name(
+    [
+        x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COUNTRY_NAME, "DE")]),
+        x509.RelativeDistinguishedName(
+            [
+                x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Example, Inc."),
+                x509.NameAttribute(NameOID.ORGANIZATIONAL_UNIT_NAME, "a+b;c"),
+            ]
+        ),
+        x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.EMAIL_ADDRESS, "x@y.z")]),
+        x509.RelativeDistinguishedName(
+            [x509.NameAttribute(x509.ObjectIdentifier("1.2.3.4.5"), "odd")]
+        ),
+        x509.RelativeDistinguishedName([x509.NameAttribute(NameOID.COMMON_NAME, " #Müller\\ ")]),
+    ]
+)
+
+
+@pytest.mark.parametrize("key", ["ec", "rsa"])
+def test_rfc2253_names_and_key_facts_are_openssl_s(key):
+    """Names as Zeek logs them: OpenSSL's RFC 2253 form without escaping UTF-8 (Zeek's
+    XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB), multi-valued RDNs, unknown attribute types."""
+    made = make("tricky", None, key=key, subject=TRICKY_NAME)
+    info = cert_info(made.der)
+    subject = _openssl(made.der, "-subject", "-nameopt", "RFC2253,-esc_msb")
+    assert f"subject={info.subject_rfc2253}\n" == subject
+    assert info.issuer_rfc2253 == info.subject_rfc2253
+    assert rfc2253_from_der(info.subject_der) == info.subject_rfc2253
+    text = _openssl(made.der, "-text")
+    assert f"Public Key Algorithm: {info.key_algorithm}" in text
+    if key == "rsa":
+        assert f"Exponent: {info.rsa_exponent} " in text
+    else:
+        assert info.rsa_exponent is None and info.key_algorithm == "id-ecPublicKey"
+
+
+def test_an_unreadable_name_is_said_so():
+    assert rfc2253_from_der(b"\x30\x05\x31").startswith("<unreadable name")

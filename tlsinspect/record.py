@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from .anomalies import Anomaly, ordered
 from .classify import Decision, Origin
 from .diagnose import chain_reports, diagnose
+from .errors import DecodeError
 from .model import packet_datetime
 from .session import SessionFacts
+from .tls import extensions as ext
 from .tls.starttls import starttls_protocol
 from .x509 import Anchors, ChainReport
 
@@ -52,6 +54,30 @@ class SessionRecord:
     auth: ClientAuth
     starttls: str | None  # the plaintext protocol upgraded to TLS, None for TLS from the start
     anomalies: tuple[Anomaly, ...]  # problems met dissecting it: lost bytes, malformed messages
+    # what the server chose besides the version and cipher: the application protocol (ALPN,
+    # RFC 7301) and the key exchange group (the TLS 1.3 key share, RFC 8446 4.2.8, or the
+    # ECDHE curve of a TLS 1.2 ServerKeyExchange, RFC 8422 5.4); None when not shown
+    server_alpn: str | None = None
+    server_group: int | None = None
+
+
+def server_choices(f: SessionFacts) -> tuple[str | None, int | None]:
+    """The ALPN protocol of the ServerHello and the key exchange group, when they are named (a
+    malformed extension names nothing)."""
+    sh = f.server_hello
+    if sh is None:
+        return None, None
+    alpn, group = None, f.server_curve
+    data = ext.find(sh.extensions, ext.ALPN)
+    if data is not None:
+        try:
+            alpn = next(iter(ext.alpn(data)), None)
+        except DecodeError:
+            alpn = None
+    data = ext.find(sh.extensions, ext.KEY_SHARE)
+    if data is not None and len(data) >= 2:
+        group = int.from_bytes(data[:2], "big")
+    return alpn, group
 
 
 def client_auth(f: SessionFacts, d: Decision) -> ClientAuth:
@@ -108,6 +134,7 @@ def build_record(
     to both chains; `starttls` names the protocol before TLS when the engine knows it (tshark
     dissected it), else the preamble bytes the builder kept tell."""
     client_checks, server_checks = chain_reports(facts, server[0], anchors)
+    server_alpn, server_group = server_choices(facts)
     return SessionRecord(
         index=index,
         facts=facts,
@@ -121,4 +148,6 @@ def build_record(
         auth=client_auth(facts, decision),
         starttls=starttls if starttls is not None else starttls_protocol(facts.preamble),
         anomalies=anomalies(facts),
+        server_alpn=server_alpn,
+        server_group=server_group,
     )

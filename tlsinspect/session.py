@@ -85,12 +85,15 @@ class SessionFacts:
     preamble: dict[str, bytes] = field(default_factory=dict)  # role -> first preamble bytes
     client_hello: m.ClientHello | None = None
     client_hellos: int = 0
+    hello_ts: int | None = None  # time of the first ClientHello (Zeek's ssl.log `ts`)
+    certs_ts: dict[str, int] = field(default_factory=dict)  # role -> ts of its Certificate
     server_hello: m.ServerHello | None = None
     retry_request: bool = False
     server_certs: tuple[bytes, ...] | None = None
     client_certs: tuple[bytes, ...] | None = None
     cert_request: m.CertificateRequest | None = None
     server_key_exchange: bool = False
+    server_curve: int | None = None  # the ECDHE group of a TLS <= 1.2 ServerKeyExchange
     server_hello_done: bool = False
     client_key_exchange: bool = False
     client_cert_verify: m.CertificateVerify | None = None
@@ -388,6 +391,8 @@ class SessionBuilder:
         name = reg.name_of("handshake", msg.msg_type)  # type: ignore[attr-defined]
         if isinstance(msg, m.ClientHello):
             f.client_hellos += 1
+            if f.hello_ts is None:
+                f.hello_ts = ts
             if f.client_hello is None or (f.retry_request and f.server_hello is None):
                 f.client_hello = msg
         elif isinstance(msg, m.ServerHello):
@@ -397,6 +402,7 @@ class SessionBuilder:
             else:
                 f.server_hello = msg
         elif isinstance(msg, m.Certificate):
+            f.certs_ts[role] = ts
             if role == SERVER:
                 f.server_certs = msg.entries
             else:
@@ -419,6 +425,9 @@ class SessionBuilder:
             t = msg.msg_type
             if t == reg.SERVER_KEY_EXCHANGE:
                 f.server_key_exchange = True
+                sh = f.server_hello
+                if sh is not None and "ECDH" in reg.name_of("cipher", sh.cipher_suite):
+                    f.server_curve = msg.named_group
             elif t == reg.SERVER_HELLO_DONE:
                 f.server_hello_done = True
             elif t == reg.CLIENT_KEY_EXCHANGE:

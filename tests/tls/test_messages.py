@@ -468,3 +468,13 @@ def test_a_client_that_offers_post_handshake_auth_and_the_later_request():
     assert not fixture_message("client_hello_tls13").post_handshake_auth
     assert fixture_message("certificate_request_tls13_post_handshake").context != b""
     assert fixture_message("certificate_request_tls13").context == b""
+
+
+def test_server_key_exchange_names_its_ecdhe_curve():
+    """The recorded ECDHE ServerKeyExchange names the curve tshark dissects there; a body that
+    does not start with named_curve parameters (DHE: dh_p's length) names none."""
+    ske = fixture_message("server_key_exchange_tls12")
+    assert isinstance(ske, m.OtherHandshake) and ske.msg_type == 12
+    assert ske.named_group == 0x001D  # x25519, as tls.handshake.server_named_curve says
+    dhe = m.parse_handshake(12, v16(b"\x01" * 256) + v16(b"\x02") + v16(b"\x03" * 256), 0x0303)
+    assert isinstance(dhe, m.OtherHandshake) and dhe.named_group is None

@@ -26,11 +26,13 @@ from ..report.export import CertExport, write_and_tell
 from ..report.schema import session_dict
 from ..report.stream import STREAMED_FORMATS, write_streamed
 from ..report.table import render
+from ..report.zeek import write_zeek
 from ..tls.keylog import parse_keylog
 from ..x509 import Anchors
 from .common import Parser, add_format, add_keylog, fail, open_output, session_order, silence_pipe
 
 PROG = "tlsinspect"
+ZEEK_FORMATS = ("zeek", "zeek-json")  # two logs into a directory, not one report
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -64,11 +66,19 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_format(
         p,
-        ("table", "json", "jsonl", "csv"),
+        ("table", "json", "jsonl", "csv", "ecs", "zeek", "zeek-json"),
         "table (default): for people; json: one array; jsonl: one object per line, "
-        "streamed; csv: one row per session, streamed",
+        "streamed; csv: one row per session, streamed; ecs: one Elastic Common Schema object "
+        "per line, streamed; zeek, zeek-json: Zeek's ssl.log and x509.log (TSV or JSON) in the "
+        "directory of --output (default: the current directory), streamed",
     )
-    p.add_argument("--output", "-o", metavar="FILE", help="write the report to FILE, not stdout")
+    p.add_argument(
+        "--output",
+        "-o",
+        metavar="FILE",
+        help="write the report to FILE, not stdout (with --format zeek or zeek-json: the "
+        "directory for ssl.log and x509.log)",
+    )
     p.add_argument(
         "--engine",
         choices=("builtin", "tshark"),
@@ -115,7 +125,7 @@ def main(argv: Sequence[str]) -> int:
     else:
         run = _BuiltinRun(args, source, keylogs, anchors)
     try:
-        out = open_output(args.output)
+        out = sys.stdout if args.format in ZEEK_FORMATS else open_output(args.output)
     except OSError as exc:
         run.close()
         return fail(PROG, f"{args.output}: {exc.strerror or exc}")
@@ -134,7 +144,9 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
             if exporter is not None:
                 records = exporter.tap(records)
             sessions = None
-            if args.format in STREAMED_FORMATS:
+            if args.format in ZEEK_FORMATS:
+                write_zeek(records, args.output or ".", use_json=args.format == "zeek-json")
+            elif args.format in STREAMED_FORMATS:
                 write_streamed(args.format, records, out)
             else:
                 sessions = sorted((session_dict(r) for r in records), key=session_order)
@@ -155,6 +167,8 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
     except BrokenPipeError:
         silence_pipe()
         return 0
+    except OSError as exc:  # a Zeek log that cannot be written
+        return fail(PROG, f"{exc.filename or args.output}: {exc.strerror or exc}")
     if exporter is not None and write_and_tell(exporter, args.export_certs, PROG):
         return 2
     for p in problems if args.format != "table" else ():

@@ -136,8 +136,27 @@ def _client_hello(f: Fields, sslv2: bool = False) -> m.ClientHello:
     )
 
 
+def _server_extensions(f: Fields) -> tuple[tuple[int, bytes], ...]:
+    """The ServerHello's extensions, with the bodies tshark dissects rather than keeps raw
+    rebuilt from its fields: the key share group (RFC 8446 4.2.8: an entry, or a
+    HelloRetryRequest's selected group) and the ALPN protocol (RFC 7301 3.1)."""
+    out = []
+    for t, data in _extensions(f):
+        if t == 51 and not data:
+            group = _first(f, "tls.handshake.extensions_key_share_group") or _first(
+                f, "tls.handshake.extensions_key_share_selected_group"
+            )
+            data = _int(group).to_bytes(2, "big") if group else b""
+        elif t == 16 and not data:
+            names = [n.encode() for n in f.get("tls.handshake.extensions_alpn_str", ())]
+            entries = b"".join(len(n).to_bytes(1, "big") + n for n in names)
+            data = len(entries).to_bytes(2, "big") + entries if names else b""
+        out.append((t, data))
+    return tuple(out)
+
+
 def _server_hello(f: Fields) -> m.ServerHello:
-    exts = _extensions(f)
+    exts = _server_extensions(f)
     legacy = _int(_first(f, "tls.handshake.version", "0"))
     versions = _versions(f)
     random = _bytes(f, "tls.handshake.random")
@@ -211,7 +230,8 @@ def _message(f: Fields, sslv2: bool = False) -> object:
         )
     if t == reg.FINISHED:
         return m.Finished(length)
-    return m.OtherHandshake(t, length)
+    curve = _first(f, "tls.handshake.server_named_curve")
+    return m.OtherHandshake(t, length, _int(curve) if curve else None)
 
 
 # -- flows ------------------------------------------------------------------------------------

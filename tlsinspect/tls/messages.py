@@ -99,10 +99,12 @@ class Finished:
 
 @dataclass(frozen=True, slots=True)
 class OtherHandshake:
-    """A handshake message whose content the report does not need (its type and size are kept)."""
+    """A handshake message whose content the report does not need (its type and size are kept,
+    and for a ServerKeyExchange the named curve its ECDH parameters may name)."""
 
     msg_type: int
     length: int
+    named_group: int | None = None  # ServerKeyExchange: ECParameters.named_curve (RFC 8422 5.4)
 
 
 @dataclass(frozen=True, slots=True)
@@ -360,6 +362,10 @@ def parse_handshake(msg_type: int, body: bytes, version: int) -> HandshakeMessag
         return parse_new_session_ticket(body, tls13)
     if msg_type == reg.FINISHED:
         return Finished(len(body))
+    if msg_type == reg.SERVER_KEY_EXCHANGE and len(body) >= 3 and body[0] == 3:
+        # curve_type named_curve (RFC 8422 5.4), then the group; meaningful only for the
+        # (EC)DHE suites, whose ServerKeyExchange starts with ECParameters: the session checks
+        return OtherHandshake(msg_type, len(body), int.from_bytes(body[1:3], "big"))
     return OtherHandshake(msg_type, len(body))
 
 

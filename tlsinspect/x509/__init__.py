@@ -47,7 +47,7 @@ from .checks import (
 from .der import RawTbs, read_tbs
 from .facts import CertInfo, cert_info
 from .identity import NameMatch, dns_name_matches, match_server_name
-from .names import format_name, name_from_der, same_name, short_name
+from .names import format_name, name_from_der, rfc2253_from_der, same_name, short_name
 from .signatures import signature_problem
 from .trust import Anchors, load_anchors, validate
 
@@ -73,6 +73,7 @@ __all__ = [
     "load_anchors",
     "match_server_name",
     "name_from_der",
+    "rfc2253_from_der",
     "read_tbs",
     "same_name",
     "short_name",

@@ -16,7 +16,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from .der import RawTbs, read_tbs
-from .names import _cn, _cn_from_der, format_name, name_from_der, same_name
+from .names import _cn, _cn_from_der, format_name, name_from_der, rfc2253_from_der, same_name
 
 # Signature algorithms: OpenSSL's long name and the hash they use (None: the scheme fixes it).
 _SIGNATURES: dict[str, tuple[str, str | None]] = {
@@ -45,6 +45,17 @@ _KEY_ALGORITHMS = {
     "1.2.840.10040.4.1": "DSA",
     "1.3.101.112": "Ed25519",
     "1.3.101.113": "Ed448",
+}
+# OpenSSL's names of the public key algorithms (`X509_get0_pubkey` OBJ_nid2ln: Zeek's `key_alg`).
+_KEY_ALGORITHM_NAMES = {
+    "1.2.840.113549.1.1.1": "rsaEncryption",
+    "1.2.840.113549.1.1.10": "rsassaPss",
+    "1.2.840.10045.2.1": "id-ecPublicKey",
+    "1.2.840.10040.4.1": "dsaEncryption",
+    "1.3.101.110": "X25519",
+    "1.3.101.111": "X448",
+    "1.3.101.112": "ED25519",
+    "1.3.101.113": "ED448",
 }
 _EKU_NAMES = {
     "1.3.6.1.5.5.7.3.1": "serverAuth",
@@ -94,6 +105,27 @@ class CertInfo:
     extended_key_usage: tuple[str, ...] | None = None  # None without the extension
     version: int | None = None
     notes: tuple[str, ...] = ()  # what cryptography warned about while reading it
+    key_oid: str | None = None  # the subjectPublicKeyInfo algorithm, dotted
+    rsa_exponent: int | None = None  # the public exponent of an RSA key
+    loaded: bool = True  # cryptography loaded it (else its fields were read by hand)
+
+    @property
+    def key_algorithm(self) -> str | None:
+        """The public key algorithm as OpenSSL names it (`rsaEncryption`, `id-ecPublicKey`),
+        else its dotted OID."""
+        if self.key_oid is None:
+            return None
+        return _KEY_ALGORITHM_NAMES.get(self.key_oid, self.key_oid)
+
+    @property
+    def subject_rfc2253(self) -> str:
+        """The subject as RFC 2253 text, last RDN first, as OpenSSL (and Zeek) print it."""
+        return rfc2253_from_der(self.subject_der) if self.subject_der else self.subject
+
+    @property
+    def issuer_rfc2253(self) -> str:
+        """The issuer as RFC 2253 text, last RDN first, as OpenSSL (and Zeek) print it."""
+        return rfc2253_from_der(self.issuer_der) if self.issuer_der else self.issuer
 
     @property
     def name(self) -> str:
@@ -239,8 +271,12 @@ def _cert_info(der: bytes) -> CertInfo:
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     except Exception as exc:  # noqa: BLE001
         return _unparsed(digest, raw, f"partly unreadable: {exc}")
+    exponent = None
     try:
         key_type, key_bits, key_curve = _key_facts(cert)
+        key = cert.public_key()
+        if isinstance(key, rsa.RSAPublicKey):
+            exponent = key.public_numbers().e
     except Exception as exc:  # noqa: BLE001 - an unsupported key is shown by its OID
         errors.append(f"public key: {exc}")
         key_type, key_bits, key_curve = (
@@ -293,6 +329,8 @@ def _cert_info(der: bytes) -> CertInfo:
         key_usage=key_usage,
         extended_key_usage=eku,
         version=cert.version.value + 1,
+        key_oid=raw.key_oid,
+        rsa_exponent=exponent,
     )
 
 
@@ -332,6 +370,8 @@ def _unparsed(digest: str, raw: RawTbs, why: str) -> CertInfo:
         signature_algorithm=sig_name,
         signature_hash=sig_hash,
         version=raw.version,
+        key_oid=raw.key_oid,
+        loaded=False,
     )
 
 

@@ -11,7 +11,7 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ..errors import CertificateError
-from .der import _STRING_TAGS, _der_items, _oid
+from .der import _STRING_TAGS, _der_items, _elements, _oid
 
 # OpenSSL's short names (what `openssl x509 -subject` and tshark print); others stay dotted.
 _SHORT_BY_DOTTED = {
@@ -88,6 +88,55 @@ def name_from_der(der: bytes) -> str:
         return f"<unreadable name {der[:16].hex()}...: {exc}>"
 
 
+# RFC 2253 2.4: characters escaped with a backslash anywhere in a value
+_RFC2253_SPECIAL = frozenset(',+"\\<>;')
+
+
+def _rfc2253_value(text: str) -> str:
+    """A value escaped as OpenSSL's XN_FLAG_RFC2253 without ASN1_STRFLGS_ESC_MSB does: the RFC
+    2253 specials and control characters escaped, other characters (UTF-8) kept as they are."""
+    out = []
+    last = len(text) - 1
+    for i, ch in enumerate(text):
+        if ch in _RFC2253_SPECIAL or (ch == "#" and i == 0) or (ch == " " and i in (0, last)):
+            out.append("\\" + ch)
+        elif ord(ch) < 0x20 or ord(ch) == 0x7F:
+            out.append(f"\\{ord(ch):02X}")
+        else:
+            out.append(ch)
+    return "".join(out)
+
+
+@lru_cache(maxsize=4096)
+def rfc2253_from_der(der: bytes) -> str:
+    """A DER Name as RFC 2253 text, the way OpenSSL's `X509_NAME_print_ex` writes it with
+    `XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB` (what Zeek logs as `subject`, `issuer`): the
+    last attribute first (of the name and of a multi-valued RDN), "," between RDNs and "+"
+    inside one, OpenSSL's short names, and the value
+    of an attribute whose type has no short name, or which is not a string, as "#" and the hex
+    of its DER. Unreadable DER gives "<unreadable name ...>"."""
+    try:
+        (tag, s, e), *_ = _der_items(der, 0, len(der))
+        if tag != 0x30:
+            raise CertificateError("not a SEQUENCE")
+        rdns = []
+        for _set, ss, se in _der_items(der, s, e):
+            attrs = []
+            for _, as_, ae in _der_items(der, ss, se):
+                (_otag, _oh, os_, oe), (vtag, vh, vs, ve) = _elements(der, as_, ae)[:2]
+                oid = _oid(der[os_:oe])
+                key = _SHORT_BY_DOTTED.get(oid)
+                enc = _STRING_TAGS.get(vtag)
+                if key is None or enc is None:
+                    attrs.append(f"{key or oid}=#{der[vh:ve].hex().upper()}")
+                else:
+                    attrs.append(f"{key}={_rfc2253_value(der[vs:ve].decode(enc, 'replace'))}")
+            rdns.append("+".join(reversed(attrs)))  # XN_FLAG_DN_REV reverses every entry
+        return ",".join(reversed(rdns))
+    except (ValueError, IndexError) as exc:
+        return f"<unreadable name {der[:16].hex()}...: {exc}>"
+
+
 @lru_cache(maxsize=4096)
 def _cn_from_der(der: bytes) -> str | None:
     try:
@@ -121,4 +170,4 @@ def same_name(a: bytes, b: bytes) -> bool:
     return na is not None and na == _normalized_name(b)
 
 
-__all__ = ["format_name", "name_from_der", "same_name", "short_name"]
+__all__ = ["format_name", "name_from_der", "rfc2253_from_der", "same_name", "short_name"]
