@@ -1,0 +1,186 @@
+"""The CI slice of the fuzzing (tests/fuzz/README.md): every target for a few seconds with a
+fixed seed, no crash allowed; every crash found so far replayed from its saved input; and the
+mutator and the runner checked on their own.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import campaign
+import corpus
+import mutator
+import pytest
+import targets
+
+from tlsinspect.net.ip import format_addr
+
+HERE = Path(__file__).resolve().parent
+REGRESSIONS = HERE / "regressions"
+
+#: Per target: at most this many inputs, for at most SECONDS (about a minute for all).
+INPUTS = 30_000
+SECONDS = 5.0
+SEED = 20261207
+
+
+def _describe(crashes: list[campaign.Crash]) -> str:
+    return "\n\n".join(f"{c.key} x{c.count}: {c.message}\n{c.trace}" for c in crashes)
+
+
+@pytest.mark.parametrize("name", list(targets.TARGETS))
+def test_target_does_not_crash(name: str) -> None:
+    c = campaign.run_random(name, INPUTS, SECONDS, SEED)
+    assert c.inputs >= min(INPUTS, len(targets.TARGETS[name].seeds()), 50)
+    assert not c.new_crashes, _describe(c.new_crashes)
+
+
+def _regressions() -> list[Path]:
+    return sorted(REGRESSIONS.glob("*/*.bin"))
+
+
+def test_regressions_are_named_after_a_target() -> None:
+    dirs = {p.parent.name for p in _regressions()}
+    assert dirs <= set(targets.TARGETS), dirs - set(targets.TARGETS)
+
+
+@pytest.mark.parametrize("path", _regressions(), ids=lambda p: f"{p.parent.name}/{p.stem}")
+def test_regression(path: Path) -> None:
+    """An input that once crashed its target now gives one of the allowed outcomes."""
+    targets.TARGETS[path.parent.name].run(path.read_bytes())
+
+
+# -- the harness itself -----------------------------------------------------------------------
+
+
+def test_a_crash_is_named_by_its_innermost_project_frame(tmp_path: Path) -> None:
+    """Two inputs failing at the same place are one crash, counted twice, saved once."""
+    t = targets.Target("addr", format_addr, lambda: [], 64)
+    targets.TARGETS["addr"] = t
+    try:
+        c = campaign.Campaign("addr", "random", tmp_path)
+        for data in (b"\x01\x02\x03", b"\x01" * 5, b"\x01" * 4):
+            c.one(data)
+    finally:
+        del targets.TARGETS["addr"]
+    assert c.inputs == 3
+    [crash] = c.crashes.values()
+    assert crash.key.startswith("ValueError@tlsinspect/net/ip.py:format_addr:")
+    assert crash.count == 2 and crash.known is None
+    assert crash.file is not None and Path(crash.file).read_bytes() == b"\x01\x02\x03"
+
+
+def test_known_crash_rule_is_precise() -> None:
+    """A ValueError raised by project code itself is not taken for the known time crash."""
+    try:
+        format_addr(b"\x00" * 3)
+    except ValueError as exc:
+        assert targets.known(exc) is None
+    from tlsinspect.diagnose import capture_time
+    from tlsinspect.model import iso_time
+
+    beyond = 400_000_000_000 * 10**9  # a timestamp in the year 14645
+    still = []
+    for convert in (iso_time, capture_time):
+        try:
+            convert(beyond)
+        except (ValueError, OverflowError) as exc:
+            assert targets.known(exc) is not None, convert
+        else:
+            still.append(convert.__name__)
+    if len(still) == 2:
+        pytest.skip("timestamps beyond the year 9999 are converted now: the rule is moot")
+
+
+def test_mutator_is_reproducible_from_its_seed() -> None:
+    for seed in (0, 1, 977):
+        assert mutator.mutate_capture(seed) == mutator.mutate_capture(seed)
+    assert mutator.mutate_capture(1)[0] != mutator.mutate_capture(2)[0]
+
+
+def test_mutator_finds_the_fields_it_mutates() -> None:
+    kinds = set()
+    for conn in corpus.connections():
+        kinds |= {f.kind.split(" (")[0] for f in mutator.structure(conn).fields}
+    wanted = {
+        "record length",
+        "handshake length",
+        "ClientHello session_id",
+        "ClientHello cipher_suites",
+        "ClientHello extensions",
+        "ClientHello extension 0 length",
+        "server_name host_name",
+        "ServerHello extensions",
+        "Certificate certificate_list",
+        "Certificate cert_data",
+        "DER length",
+        "CertificateRequest certificate_types",
+        "CertificateRequest signature_algorithms",
+        "CertificateRequest certificate_authorities",
+        "CertificateRequest distinguished name",
+    }
+    assert wanted <= kinds, wanted - kinds
+
+
+def test_a_length_field_is_where_the_mutator_says() -> None:
+    """A Certificate's cert_data length is followed by a DER certificate of that length."""
+    conn = next(c for c in corpus.connections() if c.capture == "demo.pcapng")
+    fields = [f for f in mutator.structure(conn).fields if f.kind == "Certificate cert_data"]
+    assert fields
+    streams = conn.streams()
+    for f in fields:
+        side = next(
+            s
+            for s, pieces in enumerate(conn.stream_map())
+            if f.where[0][0] in {p for p, _a, _b in pieces}
+        )
+        where = [(p, o) for p, a, b in conn.stream_map()[side] for o in range(a, b)]
+        at = where.index(f.where[-1]) + 1
+        n = int.from_bytes(bytes(conn.packets[p][2][o] for p, o in f.where), "big")
+        der = streams[side][at : at + n]
+        assert der[0] == 0x30 and der[1] == 0x82  # a SEQUENCE of two length bytes
+        assert 4 + int.from_bytes(der[2:4], "big") == n
+
+
+def test_serialized_packets_read_back() -> None:
+    conn = corpus.connections()[0]
+    for fmt in ("pcap", "pcap_ns", "pcap_be", "pcapng", "pcapng_be"):
+        data = mutator.serialize(conn.packets, fmt, keylog=b"# none\n")
+        path = targets._scratch(data)
+        with corpus.open_capture(path) as src:
+            back = [(ts, lt, bytes(d), o) for ts, lt, d, o, _i in src]
+        want = [(ts, lt, d, o) for ts, lt, d, o, _i in conn.packets]
+        if fmt.startswith("pcap") and not fmt.startswith("pcapng"):
+            if fmt != "pcap_ns":
+                want = [(ts // 1000 * 1000, lt, d, o) for ts, lt, d, o in want]
+        assert back == want, fmt
+
+
+def test_byte_mutator_is_bounded_and_seeded() -> None:
+    seeds = [bytes(range(200)), b"\x16\x03\x01\x00\x05hello"]
+    a = [mutator.mutate_bytes(random.Random(5), seeds, 100) for _ in range(3)]
+    b = [mutator.mutate_bytes(random.Random(5), seeds, 100) for _ in range(3)]
+    assert a == b
+    assert all(len(x) <= 100 for x in a)
+
+
+def test_runner_prints_the_figures(tmp_path: Path) -> None:
+    """`run` on two targets: a line per target with inputs, rate, crashes and slowest inputs;
+    the inputs shared by the targets' weights (keylog 1, mutated 0.25: 320 and 80)."""
+    env = dict(os.environ, PYTHONPATH=str(corpus.ROOT))
+    out = subprocess.run(
+        [sys.executable, str(HERE / "run"), "--inputs", "400", "--target", "keylog",
+         "--target", "mutated", "--workdir", str(tmp_path)],
+        capture_output=True, text=True, env=env, timeout=300,
+    )  # fmt: skip
+    assert out.returncode == 0, out.stdout + out.stderr
+    lines = out.stdout.splitlines()
+    for name, n in (("keylog", 320), ("mutated", 80)):
+        [line] = [x for x in lines if x.startswith(name + " ")]
+        assert f" {n} inputs" in line and "/s" in line and "0 distinct crashes" in line, line
+    assert sum("slowest:" in x for x in lines) == 2
+    assert "all targets: 400 inputs" in out.stdout
