@@ -73,6 +73,11 @@ class Campaign:
                 "".join(traceback.format_exception(exc))[-3000:],
             )
         crash.count += 1
+        as_capture = targets.TARGETS[self.target].as_capture
+        if crash.count == 1 and as_capture is not None and crash.file is not None:
+            cap = as_capture(data)
+            if cap is not None:
+                Path(crash.file).with_suffix(".pcap").write_bytes(cap)
 
     def _save(self, data: bytes, kind: str, name: str) -> str | None:
         if self.out is None:

@@ -435,3 +435,53 @@ def mutate_bytes(rng: random.Random, seeds: list[bytes], max_len: int) -> bytes:
                 at = rng.randrange(len(other))
                 data[rng.randrange(n + 1) :] = other[at:]
     return bytes(data[:max_len])
+
+
+def _ip_start(data: bytes, t: int) -> int | None:
+    """Where the IP header before the TCP header at `t` starts (IPv4 with options, IPv6)."""
+    for ihl in range(20, 64, 4):
+        if t - ihl >= 0 and data[t - ihl] == 0x40 | ihl // 4:
+            return t - ihl
+    if t >= 40 and data[t - 40] >> 4 == 6:
+        return t - 40
+    return None
+
+
+def repacketize(conn: Connection, streams: tuple[bytes, bytes]) -> list[Packet]:
+    """The connection's packets carrying `streams` in place of its own: each packet with
+    payload takes as many bytes as it had (a side's last takes all that is left), with its
+    sequence number and IP length set to match."""
+    maps = conn.stream_map()
+    last = {pieces[-1][0]: side for side, pieces in enumerate(maps) if pieces}
+    first = {side: pieces[0][0] for side, pieces in enumerate(maps) if pieces}
+    pos = [0, 0]
+    seq0: dict[int, int] = {}
+    out = []
+    for i, p in enumerate(conn.packets):
+        info = conn.tcp[i]
+        if info is None or info[3] <= info[2]:
+            out.append(p)
+            continue
+        side, t, p0, p1 = info
+        data = p[2]
+        if first.get(side) == i:
+            seq0[side] = int.from_bytes(data[t + 4 : t + 8], "big")
+        piece = next((a, b) for pkt, a, b in maps[side] if pkt == i) if any(
+            pkt == i for pkt, _a, _b in maps[side]
+        ) else None  # fmt: skip
+        if piece is None:
+            continue  # a retransmission: left out
+        n = len(streams[side]) - pos[side] if last.get(i) == side else piece[1] - piece[0]
+        payload = streams[side][pos[side] : pos[side] + n]
+        head = bytearray(data[:p0])
+        seq = (seq0[side] + pos[side]) & 0xFFFFFFFF
+        pos[side] += len(payload)
+        head[t + 4 : t + 8] = seq.to_bytes(4, "big")
+        ip = _ip_start(data, t)
+        if ip is not None and head[ip] >> 4 == 4:
+            head[ip + 2 : ip + 4] = min(0xFFFF, p0 - ip + len(payload)).to_bytes(2, "big")
+        elif ip is not None:
+            head[ip + 4 : ip + 6] = min(0xFFFF, p0 - ip - 40 + len(payload)).to_bytes(2, "big")
+        frame = bytes(head) + payload
+        out.append((p[0], p[1], frame, len(frame), p[4]))
+    return out

@@ -28,6 +28,7 @@ import corpus
 
 import tlsinspect.capture as capture_mod
 from tlsinspect.capture import open_capture
+from tlsinspect.classify import classify
 from tlsinspect.engines.builtin import Analyzer, CaptureKeys
 from tlsinspect.errors import CaptureError, DecodeError
 from tlsinspect.net.fragments import Defragmenter
@@ -387,22 +388,60 @@ def decrypt(data: bytes) -> None:
             s[pos:pos] = s[pos : pos + value + 1]  # a repeated piece
         else:
             del s[pos:]
-    conn_ = TlsConnection(False, keys)
+    _feed(conn, (bytes(streams[0]), bytes(streams[1])), keys)
+
+
+def _feed(conn: corpus.Connection, streams: tuple[bytes, bytes], keys: object) -> None:
+    """Both sides' streams through TlsConnection and the session builder, interleaved in the
+    recorded packets' order, a packet's worth of bytes at a time, then what is left."""
+    tls = TlsConnection(False, keys)  # type: ignore[arg-type]
     builder = SessionBuilder(SessionFacts(start_ts=0, addrs=(b"\1" * 4, b"\2" * 4), ports=(1, 2)))
     builder.set_client(0, "syn")
-    # Interleave the two sides in the recorded packets' order, a packet's worth at a time.
     pos = [0, 0]
     maps = conn.stream_map()
     order = sorted(((pkt, side, end - start) for side in (0, 1) for pkt, start, end in maps[side]))
     for ts, (_pkt, side, n) in enumerate(order):
-        chunk = bytes(streams[side][pos[side] : pos[side] + n])
+        chunk = streams[side][pos[side] : pos[side] + n]
         pos[side] += n
-        for ev in conn_.receive(side, chunk, ts):
+        for ev in tls.receive(side, chunk, ts):
             builder.apply(ev)
     for side in (0, 1):
         if pos[side] < len(streams[side]):
-            for ev in conn_.receive(side, bytes(streams[side][pos[side] :]), len(order)):
+            for ev in tls.receive(side, streams[side][pos[side] :], len(order)):
                 builder.apply(ev)
+    classify(builder.facts)
+
+
+def decrypted(data: bytes) -> None:
+    """A keyed connection whose decrypted records are edited as the input says and encrypted
+    again (reencrypt.py), through TlsConnection with the recorded key log, the session builder
+    and classify. Input: connection index (u8), then edits of 4 bytes (see reencrypt.edit)."""
+    from reencrypt import edit, keyed
+
+    conns = keyed()
+    if not data or not conns:
+        return
+    k = conns[data[0] % len(conns)]
+    _feed(k.conn, edit(k, data[1:]), _capture_keys())
+
+
+def _as_capture(data: bytes) -> bytes | None:
+    from reencrypt import capture_of
+
+    return capture_of(data)
+
+
+def _decrypted_seeds() -> list[bytes]:
+    import random
+
+    from reencrypt import keyed
+
+    rng = random.Random(0)
+    out = []
+    for i in range(len(keyed())):
+        out.append(bytes((i,)))
+        out.append(bytes((i, rng.randrange(256), rng.randrange(256), rng.randrange(64), 0)))
+    return out
 
 
 def _decrypt_seeds() -> list[bytes]:
@@ -415,6 +454,12 @@ def _decrypt_seeds() -> list[bytes]:
 @functools.lru_cache(maxsize=1)
 def _keylog_text() -> bytes:
     return b"\n".join(corpus.keylog_texts())
+
+
+@functools.lru_cache(maxsize=1)
+def _capture_keys() -> CaptureKeys:
+    """The recorded key logs as the engine holds them (a KeySource)."""
+    return CaptureKeys([_keylog_text()], [])
 
 
 def pipeline(data: bytes) -> None:
@@ -457,6 +502,8 @@ class Target:
     share: float = 1.0
     #: for a target driven by the structure-aware mutator: seed number -> input (no libFuzzer)
     generate: Callable[[int], bytes] | None = None
+    #: the capture file an input stands for, saved beside a crashing input
+    as_capture: Callable[[bytes], bytes | None] | None = None
 
 
 def _mutated(seed: int) -> bytes:
@@ -475,6 +522,7 @@ TARGETS: dict[str, Target] = {
         Target("x509", x509, _x509_seeds, 1 << 13),
         Target("keylog", keylog, _keylog_seeds, 1 << 12),
         Target("decrypt", decrypt, _decrypt_seeds, 1 << 10, 0.5),
+        Target("decrypted", decrypted, _decrypted_seeds, 1 << 10, 0.5, None, _as_capture),
         Target("pipeline", pipeline, _pipeline_seeds, 1 << 16, 0.25),
         Target("mutated", pipeline, _pipeline_seeds, 1 << 20, 0.25, _mutated),
     )
