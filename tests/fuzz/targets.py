@@ -78,16 +78,17 @@ def _scratch(data: bytes) -> str:
     return path
 
 
-def capture(data: bytes) -> None:
-    """pcap/pcapng (and gzip) framing: open_capture and every record it yields."""
+def _read(data: bytes, chunk: int) -> tuple[list[tuple[int, int, bytes, int, int]], list[str]]:
+    """The records and problems of a capture read in chunks of `chunk` bytes."""
     old = capture_mod.CHUNK_SIZE
-    capture_mod.CHUNK_SIZE = CHUNKS[len(data) % len(CHUNKS)]
+    capture_mod.CHUNK_SIZE = chunk
     try:
         try:
             src = open_capture(_scratch(data))
-        except CaptureError:
-            return
+        except CaptureError as exc:
+            return [], [f"CaptureError: {exc}"]
         with src:
+            out = []
             for rec in src:
                 ts, lt, frame, orig_len, iface = rec
                 _expect(
@@ -96,9 +97,21 @@ def capture(data: bytes) -> None:
                 )
                 _expect(isinstance(iface, int) and iface >= 0, f"interface {iface!r}")
                 _expect(isinstance(frame, (bytes, memoryview)), f"frame of type {type(frame)}")
+                out.append((ts, lt, bytes(frame), orig_len, iface))
             _expect(all(isinstance(p, str) for p in src.problems), "a problem that is not text")
+            return out, list(src.problems)
     finally:
         capture_mod.CHUNK_SIZE = old
+
+
+def capture(data: bytes) -> None:
+    """pcap/pcapng (and gzip) framing: open_capture and every record it yields, read in
+    chunks of 1 MiB and of a size chosen by the input's length: the same records and problems
+    whatever the chunks (a reader's chunks are no boundary in the file)."""
+    whole = _read(data, CHUNKS[0])
+    chunked = _read(data, CHUNKS[len(data) % len(CHUNKS)])
+    _expect(whole[1] == chunked[1], f"problems depend on the chunks: {whole[1]} != {chunked[1]}")
+    _expect(whole[0] == chunked[0], "records depend on the chunks")
 
 
 def _capture_seeds() -> list[bytes]:
@@ -186,30 +199,42 @@ def _net_seeds() -> list[bytes]:
 # -- record layer and handshake assembly ------------------------------------------------------
 
 
-def records(data: bytes) -> None:
-    """One direction's stream through the record layer and the handshake assembler.
-
-    The first byte chooses the chunking and whether the stream was joined midway."""
-    if not data:
-        return
-    mode, stream = data[0], data[1:]
-    step = (1, 3, 5, 64, 1500, 1 << 20)[mode % 6]
-    layer = RecordLayer(midstream=bool(mode & 0x80))
+def _cut(stream: bytes, step: int, midstream: bool) -> tuple[list[object], str | None]:
+    layer = RecordLayer(midstream=midstream)
     assembler = HandshakeAssembler()
+    out: list[object] = []
     for i in range(0, len(stream), step):
         for ct, version, payload in layer.feed(stream[i : i + step]):
             _expect(isinstance(payload, bytes), "a record payload that is not bytes")
             _expect(0 <= version <= 0xFFFF, f"record version {version}")
+            out.append((ct, version, payload))
             if ct != 22:
                 continue
             try:
                 msgs = assembler.feed(payload)
-            except DecodeError:
+            except DecodeError as exc:
+                out.append(str(exc))
                 assembler = HandshakeAssembler()  # the owner gives the stream up there
                 continue
             for msg_type, body in msgs:
                 _expect(0 <= msg_type <= 255 and isinstance(body, bytes), "a bad message")
+                out.append((msg_type, body))
     _expect(layer.error is None or isinstance(layer.error, str), "an error that is not text")
+    return out, layer.error
+
+
+def records(data: bytes) -> None:
+    """One direction's stream through the record layer and the handshake assembler, whole and
+    cut in pieces: the same records, messages and errors (TCP segments are no boundary).
+
+    The first byte chooses the pieces' size and whether the stream was joined midway."""
+    if not data:
+        return
+    mode, stream = data[0], data[1:]
+    step = (1, 3, 5, 64, 1500, 1 << 20)[mode % 6]
+    whole = _cut(stream, 1 << 20, bool(mode & 0x80))
+    pieces = _cut(stream, step, bool(mode & 0x80))
+    _expect(whole == pieces, f"records depend on the segments ({step} bytes)")
 
 
 def _records_seeds() -> list[bytes]:
