@@ -4,9 +4,11 @@
 TCP headers, each side's stream, the TLS records in it, the plaintext handshake messages and the
 length fields inside ClientHello, ServerHello, Certificate (down to the certificates' DER),
 CertificateRequest and the hello extensions - changes a few of those fields, TCP sequence
-numbers and flags, timestamps, the order of packets or their captured lengths, then writes the
-packets as a pcap or pcapng file (a pcapng one may embed the key log in a Decryption Secrets
-Block) and may cut or damage that file. The same seed gives the same bytes.
+numbers and flags, IP lengths, timestamps, the order of packets or their captured lengths, then
+writes the packets as a pcap or pcapng file (a pcapng one may embed the key log in a Decryption
+Secrets Block) and may cut or damage that file. One capture in five is rather a keyed
+connection whose decrypted records are edited and encrypted again (reencrypt.py). The same seed
+gives the same bytes.
 
 `mutate_bytes(rng, seeds)` is the byte-level mutator the CI slice uses in place of libFuzzer:
 bit flips, interesting values, insertions, deletions, repeats, truncation and splicing.
@@ -336,6 +338,16 @@ def mutate_connection(rng: random.Random, conn: Connection) -> tuple[list[Packet
             if not snap:
                 meta[pkt][2] = len(frames[pkt])
             done.append(f"packet {pkt} cut at {cut}" + (" (snaplen)" if snap else ""))
+        elif op == 8 and s.payload and rng.random() < 0.2:  # an IP length
+            pkt, t = rng.choice(s.tcp)
+            ip = _ip_start(frames[pkt], t) if t <= len(frames[pkt]) else None
+            if ip is None:
+                continue
+            at = ip + 2 if frames[pkt][ip] >> 4 == 4 else ip + 4
+            old = int.from_bytes(frames[pkt][at : at + 2], "big")
+            new = _new_value(rng, old, 2)
+            frames[pkt][at : at + 2] = new.to_bytes(2, "big")
+            done.append(f"packet {pkt}: IP length {old} -> {new}")
         elif op == 8 and s.payload:  # a byte of a plaintext handshake message
             pkt, off = rng.choice(s.payload)
             if off >= len(frames[pkt]):
@@ -370,7 +382,16 @@ def mutate_capture(seed: int) -> tuple[bytes, list[str]]:
     rng = random.Random(seed)
     conns = corpus.connections()
     conn = conns[rng.randrange(len(conns))]
-    packets, done = mutate_connection(rng, conn)
+    if rng.random() < 0.2:  # what the key log decrypts, edited and encrypted again
+        from reencrypt import edit, keyed
+
+        k = rng.choice(keyed())
+        conn = k.conn
+        edits = bytes(rng.randrange(256) for _ in range(4 * rng.randint(1, 3)))
+        packets = repacketize(conn, edit(k, edits))
+        done = [f"decrypted records edited ({edits.hex()})"]
+    else:
+        packets, done = mutate_connection(rng, conn)
     if rng.random() < 0.1:  # a second connection interleaved, or the same one again (reuse)
         other = conn if rng.random() < 0.5 else conns[rng.randrange(len(conns))]
         more, done2 = mutate_connection(rng, other)
