@@ -15,6 +15,7 @@ import campaign
 import corpus
 import mutator
 import pytest
+import reencrypt
 import targets
 
 from tlsinspect.net.ip import format_addr
@@ -205,3 +206,42 @@ def test_key_update_in_a_tls12_direction_is_a_key_problem() -> None:
     [s] = tlsinspect.sessions(path, keylog=corpus.OWN / "compress.keylog")
     assert s["client_chain"] and s["tls_version"] == "TLS 1.2"
     assert any("only a TLS 1.3 direction is re-keyed" in a for a in s["anomalies"]), s
+
+
+def _decrypted_types(
+    k: reencrypt.Keyed, streams: tuple[bytes, bytes], side: int
+) -> tuple[list[int], int]:
+    """The types of the handshake messages decrypted from one side, and the key problems."""
+    from tlsinspect.tls.connection import KeysMissing, MessageSeen, TlsConnection
+
+    tls = TlsConnection(False, targets._capture_keys())
+    seen = []
+    problems = 0
+    pos = [0, 0]
+    for s, n in reencrypt._feed_order(k.conn):
+        evs = tls.receive(s, streams[s][pos[s] : pos[s] + n], 0)
+        pos[s] += n
+        problems += sum(isinstance(e, KeysMissing) for e in evs)
+        seen += [e.msg.msg_type for e in evs if isinstance(e, MessageSeen) and e.decrypted
+                 and e.side == side and hasattr(e.msg, "msg_type")]  # fmt: skip
+    return seen, problems
+
+
+def test_reencrypted_edits_reach_the_parsers_behind_decryption() -> None:
+    """A TLS 1.3 server's EncryptedExtensions, its type byte set to Finished's and encrypted
+    again, decrypts without a key problem and is read as a Finished."""
+    for k in reencrypt.keyed():
+        for side in (0, 1):
+            first = k.protected[side].get(min(k.protected[side], default=-1))
+            if first is not None and first.tls13 and first.inner == 22 and first.plain[0] == 8:
+                break
+        else:
+            continue
+        break
+    else:
+        pytest.fail("no TLS 1.3 EncryptedExtensions among the keyed recordings")
+    types, problems = _decrypted_types(k, k.conn.streams(), side)
+    assert types[0] == 8 and not problems
+    edits = bytes(((1 << 1) | side, 0, 0, 20))  # set byte 0 of that side's plaintexts to 20
+    assert reencrypt.edit(k, edits)[1 - side] == k.conn.streams()[1 - side]
+    assert _decrypted_types(k, reencrypt.edit(k, edits), side)[0][0] == 20
