@@ -42,7 +42,7 @@ from tlsinspect.tls import compression, extensions
 from tlsinspect.tls import messages as m
 from tlsinspect.tls.connection import TlsConnection
 from tlsinspect.tls.handshake import HandshakeAssembler
-from tlsinspect.tls.keylog import KeyLog, parse_keylog
+from tlsinspect.tls.keylog import LABELS, KeyLog, parse_keylog
 from tlsinspect.tls.records import RecordLayer
 from tlsinspect.x509 import cert_info, check_chain
 
@@ -363,6 +363,9 @@ def _keylog_seeds() -> list[bytes]:
     return [text[:4096] for text in corpus.keylog_texts()]
 
 
+_LABELS = sorted(LABELS)
+
+
 class _FuzzedKeys:
     """A key log whose secrets of one label are damaged as the input says (length, bits)."""
 
@@ -375,7 +378,8 @@ class _FuzzedKeys:
 
     def get(self, client_random: bytes, label: str) -> bytes | None:
         secret = self._keys.get(client_random, label)
-        if secret is None or hash(label) % 7 != self._label % 7 or not self._damage:
+        damaged = _LABELS[self._label % len(_LABELS)]  # (not hash(): it is salted per process)
+        if secret is None or label != damaged or not self._damage:
             return secret
         d = self._damage
         if d & 0x80:
