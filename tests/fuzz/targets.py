@@ -491,9 +491,9 @@ def _capture_keys() -> CaptureKeys:
     return CaptureKeys([_keylog_text()], [])
 
 
-def pipeline(data: bytes) -> None:
+def pipeline(data: bytes, keys: bool = True) -> None:
     """A capture through the built-in engine and every report format, with the recorded key
-    logs. No exception at all: a capture that cannot be used is the one-line report of
+    logs (`keys`). No exception at all: a capture that cannot be used is the one-line report of
     `open_capture`'s CaptureError, anything else is sessions and capture problems."""
     path = _scratch(data)
     try:
@@ -502,7 +502,7 @@ def pipeline(data: bytes) -> None:
         _expect(bool(str(exc)), "a CaptureError without a message")
         return
     with src:
-        analyzer = Analyzer(CaptureKeys([_keylog_text()], src.secrets))
+        analyzer = Analyzer(CaptureKeys([_keylog_text()] if keys else [], src.secrets))
         sessions = []
         out = io.StringIO()
         for record in analyzer.run(src):
@@ -511,6 +511,11 @@ def pipeline(data: bytes) -> None:
             out.write(csv_line(extend(d)))
             sessions.append(d)
         render(sessions, "fuzz", analyzer.stats.problems + src.problems)
+
+
+def blind(data: bytes) -> None:
+    """`pipeline` without the key logs: TLS 1.3 verdicts inferred from the record sizes."""
+    pipeline(data, keys=False)
 
 
 def _pipeline_seeds() -> list[bytes]:
@@ -554,6 +559,7 @@ TARGETS: dict[str, Target] = {
         Target("decrypted", decrypted, _decrypted_seeds, 1 << 10, 0.5, None, _as_capture),
         Target("pipeline", pipeline, _pipeline_seeds, 1 << 16, 0.25),
         Target("mutated", pipeline, _pipeline_seeds, 1 << 20, 0.25, _mutated),
+        Target("blind", blind, _pipeline_seeds, 1 << 20, 0.25, _mutated),
     )
 }
 
