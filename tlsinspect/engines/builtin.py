@@ -197,8 +197,9 @@ class Analyzer:
             ):
                 key = data[26:38]
                 t = 34
-                # a total length of 0 is what captures of TCP segmentation offload show
-                end = 14 + ((data[16] << 8) | data[17]) or len(data)
+                # a total length of 0 is what captures of TCP segmentation offload show: the
+                # captured bytes tell the length (as net.ip.ipv4 reads it)
+                end = 14 + ((data[16] << 8) | data[17]) if data[16] or data[17] else len(data)
             else:
                 loc = locate_tcp(linktype, data)
                 if loc is None:

@@ -410,9 +410,18 @@ class TlsConnection:
         self._install(side, st, ts, events, label, RecordDecryptor.for_tls13, self.cipher_suite)
 
     def _key_update(self, side: int, st: _Side, ts: int, events: list[TlsEvent]) -> None:
-        """RFC 8446 7.2: the next secret is derived from the current one."""
+        """RFC 8446 7.2: the next secret is derived from the current one.
+
+        A direction keyed for TLS 1.2 cannot follow one (a HelloRetryRequest decrypted in a
+        TLS 1.2 renegotiation makes the connection look like TLS 1.3): its records after it
+        cannot be decrypted, which is said as for any other key problem."""
         if st.decryptor is not None:
-            st.decryptor.key_update()
+            try:
+                st.decryptor.key_update()
+            except DecodeError as exc:
+                st.decryptor = None
+                st.failed = True
+                events.append(KeysMissing(side, ts, str(exc)))
 
     def _after_finished(self, st: _Side) -> None:
         """A side's Finished was read: once both are, keep decrypting a while only if the client
