@@ -26,7 +26,6 @@ class Crash:
     count: int
     message: str
     file: str | None
-    known: str | None  # why it is a known crash, fixed elsewhere (targets.known)
     trace: str = ""
 
 
@@ -69,7 +68,6 @@ class Campaign:
                 0,
                 f"{type(exc).__name__}: {exc}"[:300],
                 self._save(data, "crashes", safe),
-                targets.known(exc),
                 "".join(traceback.format_exception(exc))[-3000:],
             )
         crash.count += 1
@@ -86,11 +84,6 @@ class Campaign:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(data)
         return str(path)
-
-    @property
-    def new_crashes(self) -> list[Crash]:
-        """The crashes that are not known ones."""
-        return [c for c in self.crashes.values() if c.known is None]
 
     def to_json(self) -> dict[str, object]:
         return {

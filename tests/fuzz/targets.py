@@ -8,8 +8,7 @@ other exception escaping a target is a crash. For the whole pipeline (`pipeline`
 exception at all: every input gives a report.
 
 `crash_key(exc)` names a crash for deduplication: its type and the innermost frame of the
-project's code in its traceback. `known(exc)` says whether a crash is one already being fixed
-elsewhere, by a rule precise enough not to hide another.
+project's code in its traceback.
 """
 
 from __future__ import annotations
@@ -585,28 +584,3 @@ def crash_key(exc: BaseException) -> str:
     else:
         path = Path(path).name
     return f"{type(exc).__name__}@{path}:{f.name}:{f.lineno}"
-
-
-def known(exc: BaseException) -> str | None:
-    """Why a crash is a known one, fixed elsewhere, or None.
-
-    Timestamps beyond the year 9999: `datetime` cannot hold them, and turning a packet
-    timestamp into a time (model.iso_time, diagnose.capture_time, the x509 validity checks at
-    the capture's time) raises ValueError or OverflowError. The rule: one of those two types,
-    raised by `datetime` itself (the innermost Python frame is the project's converting
-    function), in model.py, diagnose.py or x509/, saying the value is out of range.
-    """
-    if not isinstance(exc, (ValueError, OverflowError)):
-        return None
-    frames = traceback.extract_tb(exc.__traceback__)
-    if not frames or PROJECT not in frames[-1].filename:
-        return None  # raised below the project's frame only through datetime's C code
-    where = frames[-1].filename.replace(os.sep, "/")
-    text = str(exc)
-    in_time_code = (
-        where.endswith(("tlsinspect/model.py", "tlsinspect/diagnose.py"))
-        or "/tlsinspect/x509/" in where
-    )
-    if in_time_code and ("year" in text or "out of range" in text or "too large" in text):
-        return "timestamp beyond the year 9999 (time formatting)"
-    return None
