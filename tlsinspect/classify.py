@@ -341,9 +341,25 @@ def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
     """The verdict from the handshake messages themselves (plaintext or decrypted)."""
     if f.cert_request is not None:
         return _requested(f, basis)
+    if f.client_certs is not None:
+        # A client sends a Certificate only when asked (RFC 8446 4.4.2, RFC 5246 7.4.6): the
+        # server's CertificateRequest is in bytes the capture lost or the key log did not open.
+        d = _requested(f, basis)
+        return replace(
+            d,
+            reason=f"{d.reason} (the server's CertificateRequest was not read: "
+            f"{_unread(f, SERVER)}; the client's Certificate answers one)",
+        )
     alert = f.fatal_alert
     if alert is not None:
         return Decision(Verdict.FAILED, basis, _alert_reason(f, alert))
+    unshown = _request_unshown(f)
+    if unshown is not None and f.handshake_done:
+        return _incomplete(
+            f,
+            "handshake completed, but whether the server asked for a client certificate is "
+            f"not known: {unshown}",
+        )
     if f.handshake_done:
         later = (
             "; a renegotiation followed, encrypted: with the key log tlsinspect can tell whether "
@@ -360,6 +376,33 @@ def _by_messages(f: SessionFacts, basis: Basis) -> Decision:
     return _abort(f, "before the handshake finished") or _incomplete(
         f, "handshake not finished, no CertificateRequest so far"
     )
+
+
+def _unread(f: SessionFacts, role: str) -> str:
+    """Why what `role` sent could not be read: its stream lost, or its records not decrypted."""
+    if role in f.lost:
+        return f"the {role}'s stream could not be followed ({f.lost[role]})"
+    problem = next(
+        (a.detail for a in f.anomalies if a.name == "keys_missing" and a.role == role), None
+    )
+    if problem is not None:
+        return f"the {role}'s records could not be decrypted ({problem})"
+    return f"the {role}'s message is not in the capture"
+
+
+def _request_unshown(f: SessionFacts) -> str | None:
+    """Why the absence of a CertificateRequest is not shown by what was read, or None when it is.
+
+    A server asks in its first flight: the flight read to its end (ServerHelloDone; TLS 1.3's
+    decrypted Finished) without one shows it did not. So does the client's answer read without
+    a Certificate: a client asked must send one, empty if it has none.
+    """
+    if f.tls13:
+        if SERVER in f.finished_read or (CLIENT in f.finished_read and f.client_certs is None):
+            return None
+    elif f.server_hello_done or f.client_key_exchange:
+        return None
+    return _unread(f, SERVER) + ("" if CLIENT not in f.lost else f", and {_unread(f, CLIENT)}")
 
 
 def _requested(f: SessionFacts, basis: Basis) -> Decision:

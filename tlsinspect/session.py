@@ -120,6 +120,7 @@ class SessionFacts:
     tls_seen: bool = False
     last_message: dict[str, str] = field(default_factory=dict)  # role -> last message name
     decrypted: bool = False  # some records were decrypted with the key log
+    finished_read: set[str] = field(default_factory=set)  # roles whose Finished was read
     later_request: str | None = None  # "renegotiation" or "post-handshake" client authentication
     renegotiation_seen: bool = False  # encrypted handshake records after the handshake (TLS 1.2)
     server_after_done: int = 0  # server records after a TLS <= 1.2 handshake completed
@@ -418,6 +419,7 @@ class SessionBuilder:
                 f.client_cert_verify = msg
         elif isinstance(msg, m.Finished):
             f.finished.setdefault(role, ts)  # readable only with a NULL cipher (or decrypted)
+            f.finished_read.add(role)
         elif isinstance(msg, m.NewSessionTicket):
             if len(f.session_tickets) < 4:
                 f.session_tickets.append(msg.ticket)
