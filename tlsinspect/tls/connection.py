@@ -203,6 +203,13 @@ class TlsConnection:
         """Neither direction can become TLS any more (scan limit passed or stream lost)."""
         return all(s.records.state == DONE and not s.started for s in self.sides)
 
+    @property
+    def held(self) -> int:
+        """Bytes both directions hold waiting for more: the rest of a record, of a handshake
+        message (what the owner counts against its limit of buffered bytes)."""
+        a, b = self.sides
+        return len(a.records.buf) + len(a.handshake.buf) + len(b.records.buf) + len(b.handshake.buf)
+
     def receive(self, side: int, data: bytes, ts: int) -> list[TlsEvent]:
         st = self.sides[side]
         records = st.records.feed(data)
