@@ -160,7 +160,7 @@ def _partial_hello(directory: Path, *options: str) -> Run:
     # each holds 64 KB waiting for the end of its hello: past the bytes buffered in all, evicted
     assert run.connections * 60_000 > limits.buffered
     assert evicted
-    assert all("buffered handshake bytes in all" in s["ended"] for s in evicted)
+    assert all("handshake bytes held in all" in s["ended"] for s in evicted)
     return run
 
 

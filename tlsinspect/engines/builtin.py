@@ -109,7 +109,8 @@ class _Flow:
         return self.builder.facts
 
     def holding(self) -> int:
-        """Bytes its buffers hold now: TLS records and messages, TCP segments out of order."""
+        """Bytes it holds now: TLS records and messages waiting for the rest, those read (its
+        session may keep them), TCP segments out of order."""
         a, b = self.streams
         return self.conn.held + a.pending_bytes + b.pending_bytes
 

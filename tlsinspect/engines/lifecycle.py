@@ -53,9 +53,10 @@ MAX_RESUMABLE = 1 << 14
 MEMORY_LIMIT_MB = 200
 MIN_MEMORY_LIMIT_MB = 100
 # Memory taken whatever the capture: the interpreter with tlsinspect and cryptography loaded
-# (38 MB measured), the resumption table (16 MB at most), the certificate caches, the frames
-# read and the records being written.
-RESERVED_MB = 64
+# (38 MB measured), the resumption table (MAX_RESUMABLE: 16 MB at most), the certificate caches
+# (x509.cache: 4 MB of DER in each of four, with what is computed from them, and 1 MB in each
+# of five caches of names: about 25 MB at most), the frames read and the records being written.
+RESERVED_MB = 80
 # What a followed flow costs besides its buffered bytes: its TCP, TLS and session objects
 # (6.2 KB measured on CPython 3.11 for a flow with a partial ClientHello), with a margin.
 FLOW_COST = 8 * 1024
@@ -73,8 +74,9 @@ BOTH_CLOSED = "connection closed by both sides"
 @dataclass(frozen=True, slots=True)
 class Limits:
     """What an engine holds at most. `flows`: connections followed at once (not yet decided, or
-    decided and still watched); `buffered`: bytes all of them hold, in total, waiting for the
-    rest of a record, of a handshake message or of a hole in the TCP stream; `decided`: decided
+    decided and still watched); `buffered`: bytes all of them hold, in total: waiting for the
+    rest of a record, of a handshake message or of a hole in the TCP stream, and the handshake
+    messages read, which their sessions may keep (certificate chains, hellos); `decided`: decided
     flows whose later packets are skipped at the cost of a lookup (past it, the oldest are
     forgotten, and a later packet of theirs starts a flow seen from the middle, as after the
     sweep of idle decided flows). `memory_mb`: the peak RSS they were derived from."""
@@ -111,7 +113,7 @@ class Limits:
         if limit == "flows":
             return f"{self.flows:,} connections followed at once"
         if limit == "buffered":
-            return f"{self.buffered / (1 << 20):.0f} MB of buffered handshake bytes in all"
+            return f"{self.buffered / (1 << 20):.0f} MB of handshake bytes held in all"
         return f"{self.decided:,} decided connections remembered"
 
 
