@@ -19,10 +19,12 @@ from pathlib import Path
 
 import pytest
 from helpers import OWN, ROOT, read, tcp_connections
+from pcaptools import write
 
 from tlsinspect.capture import open_capture
 from tlsinspect.engines.builtin import Analyzer
 from tlsinspect.engines.lifecycle import DEFAULT_LIMITS, MEMORY_LIMIT_MB, Limits
+from tlsinspect.engines.tshark import TsharkRun
 
 EVICTED = re.compile(
     r"connections evicted to keep memory under (\d+) MB: ([\d,]+) \((.*)\); ([\d,]+) of them "
@@ -279,3 +281,24 @@ def test_tiny_limits_never_make_a_verdict_up(capture: str) -> None:
         else:
             assert first.decision == unlimited.decision, pair
         assert all(r.decision.verdict != "mutual" for r in again)
+
+
+def test_the_tshark_engine_evicts_as_the_builtin_one(tmp_path: Path, tshark: str) -> None:
+    """The same limits of connections followed apply to the tshark engine's table: past them,
+    connections are evicted, reported incomplete with the anomaly, and counted in its problems;
+    a connection not evicted keeps its verdict, and none is made `mutual`."""
+    path = write(tmp_path / "interleaved.pcap", _interleaved(OWN / "tls12.pcapng"))
+    free = {(r.client[1], r.server[1]): r for r in TsharkRun(str(path)).records()}
+    run = TsharkRun(str(path), limits=Limits(flows=3, buffered=4096, decided=4))
+    tight = list(run.records())
+    assert run.analyzer.evicted.by_limit.get("flows")
+    assert any(p.startswith("connections evicted to keep memory") for p in run.problems)
+    assert set(free) <= {(r.client[1], r.server[1]) for r in tight}
+    firsts: dict = {}
+    for r in tight:
+        firsts.setdefault((r.client[1], r.server[1]), r)
+        if r.decision.verdict == "mutual":
+            assert free[(r.client[1], r.server[1])].decision.verdict == "mutual"
+    for pair, r in firsts.items():
+        if not any(a.name == "flow_evicted" for a in r.anomalies):
+            assert r.decision == free[pair].decision, pair
