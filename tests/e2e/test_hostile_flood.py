@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from helpers import OWN, ROOT, read, tcp_connections
+from helpers import OWN, ROOT, read, run_cli, tcp_connections
 from pcaptools import write
 
 from tlsinspect.capture import open_capture
@@ -182,6 +182,15 @@ def test_partial_hellos_under_a_lower_limit(small: Path) -> None:
         len([s for s in run.sessions if _evicted(s)])
         > run.tls - Limits.for_memory(120).buffered // 60_000
     )
+
+
+@pytest.mark.parametrize(
+    ("value", "said"), [("50", "too small: at least 100 MB"), ("lots", "not a number of MB")]
+)
+def test_a_memory_limit_that_cannot_be_is_one_line_and_exit_2(value: str, said: str) -> None:
+    r = run_cli(OWN / "tls12.pcapng", "--memory-limit", value)
+    assert r.returncode == 2 and not r.stdout
+    assert said in r.stderr and len(r.stderr.splitlines()) == 1, r.stderr
 
 
 @pytest.mark.large

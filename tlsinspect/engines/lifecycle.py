@@ -179,11 +179,12 @@ class Evictions:
             where = ", ".join(
                 f"{n:,} at {limits.describe(k)}" for k, n in sorted(self.by_limit.items())
             )
+            others = ", the others were not TLS" if self.sessions < total else ""
             out.append(
                 f"connections evicted to keep memory under {limits.memory_mb} MB: {total:,} "
                 f"({where}); {self.sessions:,} of them showed TLS and are reported as "
-                "incomplete sessions (anomaly flow_evicted), the others were not TLS "
-                "(--memory-limit raises the limits)"
+                f"incomplete sessions (anomaly flow_evicted){others} (--memory-limit raises "
+                "the limits)"
             )
         if self.forgotten:
             out.append(
