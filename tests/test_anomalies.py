@@ -29,6 +29,10 @@ def test_an_unregistered_name_is_refused():
             "client client_hello: claims 16,777,215 bytes",
         ),
         (
+            Anomaly("flow_evicted", "capture", "8,000 connections followed at once reached"),
+            "evicted: 8,000 connections followed at once reached",
+        ),
+        (
             Anomaly("time_not_a_date", "capture", "first packet 1 ns"),
             "packet time not a date: first packet 1 ns",
         ),
@@ -58,5 +62,6 @@ def test_output_order_is_the_registry_order_then_the_order_found():
         "malformed_message",
         "message_too_large",
         "keys_missing",
+        "flow_evicted",
         "time_not_a_date",
     ]

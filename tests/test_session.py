@@ -39,6 +39,7 @@ from test_classify import (
     FIN13,
     FLIGHT12,
     FLIGHT12_CR,
+    HANDSHAKE_FAILURE,
     HRR,
     NST13,
     PHA13_BLIND,
@@ -59,7 +60,7 @@ from test_classify import (
     sealed,
 )
 
-from tlsinspect.session import SessionBuilder, SessionFacts
+from tlsinspect.session import MAX_ALERTS, MAX_MALFORMED, SessionBuilder, SessionFacts
 from tlsinspect.tls import messages as m
 from tlsinspect.tls.connection import (
     KeysMissing,
@@ -374,3 +375,24 @@ def test_tls13_after_hello_holds_the_records_in_order() -> None:
     assert [r for r, _ in f.after_hello] == ["server"] * 4 + ["client"]
     assert f.size_view().closed and f.size_view().hash_len == 48  # TLS_AES_256_GCM_SHA384
     assert f.version == 0x0304 and f.tls13 and f.aead_tag == 16 and f.alert_size == 19
+
+
+# -- what a session keeps is bounded -------------------------------------------------------------
+
+
+def test_alerts_kept_are_bounded_and_the_first_fatal_one_is_among_them():
+    """A peer sending warning alerts without end: the first MAX_ALERTS are kept, and the fatal
+    alert after them still is (it decides the verdict)."""
+    warnings = [alert(0, level=1)] * (3 * MAX_ALERTS)  # close_notify as a warning, over and over
+    f = build_session(client(CH12), server(*warnings, alert(HANDSHAKE_FAILURE))).facts
+    assert len(f.alerts) == MAX_ALERTS + 1
+    assert f.fatal_alert is not None and f.fatal_alert.description == HANDSHAKE_FAILURE
+
+
+def test_malformed_messages_noted_are_bounded():
+    b = fresh()
+    b.set_client(1, "syn")
+    for n in range(3 * MAX_MALFORMED):
+        b.apply(MessageMalformed(1, n, 1, f"bad {n}"))
+    noted = [a for a in b.facts.anomalies if a.name == "malformed_message"]
+    assert [a.detail for a in noted] == [f"bad {n}" for n in range(MAX_MALFORMED)]

@@ -93,6 +93,7 @@ def analyze(
     on_open: Callable[[CaptureSource], object] | None = None,
     keylog: str | PathLike[str] | list[str | PathLike[str]] | None = None,
     ca_bundle: str | PathLike[str] | None = None,
+    memory_limit: int | None = None,
 ) -> Iterator[SessionRecord]:
     """Yield every TLS session of a capture file as it is logged.
 
@@ -101,16 +102,24 @@ def analyze(
     several NSS key log files; secrets embedded in the capture (pcapng Decryption Secrets
     Blocks) are used in any case. `ca_bundle`: a PEM file of trusted CAs; each chain's
     `chain_checks` then has the `ca_bundle` check, as with `tlsinspect --ca-bundle`.
+    `memory_limit`: the peak RSS in MB the analysis stays under (default 200), as with
+    `tlsinspect --memory-limit`: past the limits it implies, connections are evicted and
+    their sessions yielded incomplete (anomaly `flow_evicted`).
+
+    Raises:
+        ValueError: `memory_limit` is below 100 MB.
     """
     from .capture import open_capture
     from .engines.builtin import Analyzer, CaptureKeys
+    from .engines.lifecycle import DEFAULT_LIMITS, Limits
 
+    limits = DEFAULT_LIMITS if memory_limit is None else Limits.for_memory(memory_limit)
     anchors = read_ca_bundle(ca_bundle)
     with open_capture(path) as source:
         if on_open is not None:
             on_open(source)
         keys = CaptureKeys(read_keylogs(keylog), source.secrets)
-        yield from Analyzer(keys, anchors).run(source)
+        yield from Analyzer(keys, anchors, limits).run(source)
 
 
 def read_keylogs(paths: str | PathLike[str] | list[str | PathLike[str]] | None) -> list[bytes]:

@@ -20,6 +20,9 @@ NAMES: dict[str, str] = {
     "and the session is left incomplete",
     "keys_missing": "records the key log could not decrypt: no secret for the session, or "
     "a decryption that failed",
+    "flow_evicted": "the connection was evicted from memory before it ended, because a limit "
+    "of what tlsinspect holds at once was reached (connections followed, buffered bytes; "
+    "`--memory-limit`): the rest of it is not read and the session is left incomplete",
     "time_not_a_date": "a packet time of the session is no date of the years 1 to 9999 (a "
     "damaged timestamp, or a pcapng interface whose if_tsresol does not match its "
     "timestamps): the times are shown as @ and their nanoseconds since 1970, and the "
@@ -31,6 +34,7 @@ _TEXT = {
     "malformed_message": "{role} {message}: {detail}",
     "message_too_large": "{role} {message}: {detail}",
     "keys_missing": "{role}: {detail}",
+    "flow_evicted": "evicted: {detail}",
     "time_not_a_date": "packet time not a date: {detail}",
 }
 

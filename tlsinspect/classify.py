@@ -16,7 +16,7 @@ from .infer import (
     Inference,
     View,
 )
-from .model import CLIENT, SERVER, Basis, Verdict
+from .model import CLIENT, SERVER, Basis, EndKind, Verdict
 from .session import (
     ALERT,
     APPLICATION_DATA,
@@ -133,7 +133,7 @@ def _incomplete(f: SessionFacts, what: str) -> Decision:
 def classify(f: SessionFacts, origin: Origin | None = None) -> Decision:
     ch, sh = f.client_hello, f.server_hello
     if ch is None and sh is None:
-        if f.lost:
+        if f.lost or f.end_kind == EndKind.EVICTED:  # say why: the bytes missing, the limit
             return _incomplete(f, "no handshake message could be read")
         return Decision(
             Verdict.INCOMPLETE,

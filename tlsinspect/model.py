@@ -40,6 +40,7 @@ class EndKind(str, Enum):
     EOF = "eof"  # the capture ended
     IDLE = "idle"  # silent longer than the idle timeout (packet time)
     REUSE = "reuse"  # its address/port pair was reused by a new connection
+    EVICTED = "evicted"  # evicted to keep memory under the limit (engines.lifecycle.Limits)
 
     def __str__(self) -> str:
         return self.value

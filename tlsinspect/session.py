@@ -28,6 +28,10 @@ from .tls.connection import (
 MAX_HISTORY = 64  # messages kept per session for the report
 MAX_KEY_PROBLEMS = 4  # key problems noted per session (the first ones)
 MAX_ENCRYPTED = 64  # encrypted records after the ServerHello whose sizes are kept (evidence)
+# Alerts and malformed messages kept per session (the first ones; and the first fatal alert in
+# any case, which decides): a peer sending thousands of them costs no more.
+MAX_ALERTS = 16
+MAX_MALFORMED = 16
 # A TLS 1.3 client that offered post-handshake authentication, seen without keys, is followed
 # for this many more records: its answer to a later CertificateRequest shows in their sizes.
 PHA_WATCH = 24
@@ -211,6 +215,11 @@ class SessionFacts:
         """Length of a record holding one TLS 1.3 alert: 2 bytes, the inner type, the tag."""
         return 2 + 1 + self.aead_tag
 
+    def alert(self, a: AlertSeen) -> None:
+        """Keep an alert: the first MAX_ALERTS, and the first fatal one in any case."""
+        if len(self.alerts) < MAX_ALERTS or (a.fatal and not a.late and self.fatal_alert is None):
+            self.alerts.append(a)
+
     @property
     def fatal_alert(self) -> AlertSeen | None:
         for a in self.alerts:
@@ -290,7 +299,8 @@ class SessionBuilder:
                 f.preamble[role] = ev.preamble
         elif isinstance(ev, MessageMalformed):
             name = reg.name_of("handshake", ev.msg_type) if ev.msg_type >= 0 else "alert"
-            f.anomalies.append(Anomaly("malformed_message", role, ev.reason, name))
+            if sum(a.name == "malformed_message" for a in f.anomalies) < MAX_MALFORMED:
+                f.anomalies.append(Anomaly("malformed_message", role, ev.reason, name))
         elif isinstance(ev, MessageNotRead):
             name = reg.name_of("handshake", ev.msg_type)
             why = (
@@ -310,7 +320,7 @@ class SessionBuilder:
             f.after_hello.append((role, msg.length))
         if ct == reg.ALERT:  # TLS <= 1.2 after ChangeCipherSpec
             peer = SERVER if role == CLIENT else CLIENT
-            f.alerts.append(AlertSeen(role, ts, None, None, f.last_message.get(peer, "")))
+            f.alert(AlertSeen(role, ts, None, None, f.last_message.get(peer, "")))
             self._server_after(role, "alert")
             self._note(role, ENCRYPTED_ALERT)
             return
@@ -381,7 +391,7 @@ class SessionBuilder:
         if isinstance(msg, m.Alert):
             peer_last = f.last_message.get(SERVER if role == CLIENT else CLIENT, "")
             late = f.handshake_done and self._sent_data(role)
-            f.alerts.append(AlertSeen(role, ts, msg.level, msg.description, peer_last, late))
+            f.alert(AlertSeen(role, ts, msg.level, msg.description, peer_last, late))
             self._server_after(role, "alert")
             self._note(role, f"{ALERT}{msg.name}")
             return

@@ -29,7 +29,16 @@ from ..report.table import render
 from ..report.zeek import write_zeek
 from ..tls.keylog import parse_keylog
 from ..x509 import Anchors
-from .common import Parser, add_format, add_keylog, fail, open_output, session_order, silence_pipe
+from .common import (
+    Parser,
+    add_format,
+    add_keylog,
+    add_memory_limit,
+    fail,
+    open_output,
+    session_order,
+    silence_pipe,
+)
 
 PROG = "tlsinspect"
 ZEEK_FORMATS = ("zeek", "zeek-json")  # two logs into a directory, not one report
@@ -86,6 +95,7 @@ def _parser() -> argparse.ArgumentParser:
         help="builtin (default): tlsinspect's own dissector; tshark: Wireshark's dissectors "
         "through pyshark (slower, a second opinion; `tlsinspect compare` runs both)",
     )
+    add_memory_limit(p)
     return p
 
 
@@ -224,7 +234,7 @@ class _BuiltinRun(_Run):
         self.capture = args.capture
         self.source = source
         self.keyed = bool(keylogs)
-        self.analyzer = Analyzer(CaptureKeys(keylogs, source.secrets), anchors)
+        self.analyzer = Analyzer(CaptureKeys(keylogs, source.secrets), anchors, args.memory_limit)
         self.keyable = 0  # sessions whose later records were encrypted (a ServerHello was seen)
         self.decrypted = 0  # those the key log decrypted
 
@@ -282,7 +292,7 @@ class _BuiltinRun(_Run):
 class _TsharkRun(_Run):
     def __init__(self, args: argparse.Namespace, anchors: Anchors | None) -> None:
         self.capture = args.capture
-        self.run = TsharkRun(args.capture, args.keylog, anchors)
+        self.run = TsharkRun(args.capture, args.keylog, anchors, args.memory_limit)
 
     def records(self) -> Iterator[SessionRecord]:
         return self.run.records()

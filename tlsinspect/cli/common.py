@@ -9,6 +9,8 @@ import os
 import sys
 from typing import NoReturn, TextIO
 
+from ..engines.lifecycle import DEFAULT_LIMITS, MEMORY_LIMIT_MB, MIN_MEMORY_LIMIT_MB, Limits
+
 
 class Parser(argparse.ArgumentParser):
     """The parser of every command: a mistyped option is named as such, with the option it
@@ -62,6 +64,31 @@ def session_order(s: dict[str, object]) -> tuple[str, int]:
 def add_keylog(p: argparse.ArgumentParser, help: str, *, repeat: bool = True) -> None:
     """The `--keylog FILE` option, which every command has (repeatable but in `live`)."""
     p.add_argument("--keylog", action="append" if repeat else "store", metavar="FILE", help=help)
+
+
+def add_memory_limit(p: argparse.ArgumentParser) -> None:
+    """The `--memory-limit MB` option: the peak memory the analysis may take, whatever the
+    capture holds; the limits of connections followed and bytes buffered follow from it."""
+    p.add_argument(
+        "--memory-limit",
+        type=_memory_limit,
+        default=DEFAULT_LIMITS,
+        metavar="MB",
+        help=f"peak memory (RSS) the analysis stays under, in MB (default {MEMORY_LIMIT_MB}, "
+        f"at least {MIN_MEMORY_LIMIT_MB}): past the connections followed at once or the "
+        "handshake bytes buffered it allows, the least promising connections are evicted and "
+        "reported as incomplete sessions (anomaly flow_evicted); the table and json formats "
+        "also keep every session until the end",
+    )
+
+
+def _memory_limit(text: str) -> Limits:
+    try:
+        return Limits.for_memory(int(text))
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(
+            str(exc) if text.strip().isdigit() else f"not a number of MB: {text!r}"
+        ) from None
 
 
 def add_format(p: argparse.ArgumentParser, choices: tuple[str, ...], help: str) -> None:

@@ -7,7 +7,13 @@ straight out of the frame, and both directions' keys point at the flow. The comm
 frame goes through `net.link.locate_tcp`. Once a flow's verdict is decided its entries become the
 `_DONE` sentinel, its buffers are dropped, and its later packets cost one dict lookup and one
 flag test (Zeek's disable_analyzer_after_detection). A session is logged when it is decided, on
-a reset, on the close of both directions, when it idles out (packet time), or at end of capture.
+a reset, on the close of both directions, when it idles out (packet time), when it is evicted
+to keep memory under the limit (`lifecycle.Limits`), or at end of capture. A connection logged
+at its reset or close leaves the table at once, so a flood of reset connections costs nothing.
+
+The limits are checked where memory grows, not per packet: the count of followed flows when a
+flow is made, the bytes held across all flows when a packet of an undecided flow changed what
+its buffers hold.
 """
 
 from __future__ import annotations
@@ -30,14 +36,20 @@ from .lifecycle import (
     ACK,
     CAPTURE_ENDS,
     DECIDED_SWEEP_NS,
+    DEFAULT_LIMITS,
     FIN,
     IDLE,
     REUSED,
     RST,
     SYN,
+    Evictions,
+    Limits,
     Logbook,
     SweepClock,
     closing,
+    evict_order,
+    evicted,
+    excess,
     idle,
 )
 
@@ -69,11 +81,12 @@ class Stats:
     reassembled: int = 0  # IP datagrams put back together from them
     flows: int = 0
     sessions: int = 0
+    evicted: Evictions = field(default_factory=Evictions)  # flows evicted at a memory limit
     problems: list[str] = field(default_factory=list)
 
 
 class _Flow:
-    __slots__ = ("keys", "streams", "conn", "builder", "fin", "last_ts")
+    __slots__ = ("keys", "streams", "conn", "builder", "fin", "last_ts", "held")
 
     def __init__(
         self,
@@ -89,6 +102,17 @@ class _Flow:
         self.builder = SessionBuilder(facts)
         self.fin = [False, False]
         self.last_ts = ts
+        self.held = 0  # bytes its buffers held when last counted (Analyzer.held)
+
+    @property
+    def facts(self) -> SessionFacts:
+        return self.builder.facts
+
+    def holding(self) -> int:
+        """Bytes it holds now: TLS records and messages waiting for the rest, those read (its
+        session may keep them), TCP segments out of order."""
+        a, b = self.streams
+        return self.conn.held + a.pending_bytes + b.pending_bytes
 
 
 class CaptureKeys:
@@ -136,8 +160,15 @@ def _reverse(key: bytes) -> bytes:
 class Analyzer:
     """Feeds raw packet tuples through the layers; `run()` yields SessionRecords as they are logged."""
 
-    def __init__(self, keys: KeySource | None = None, anchors: Anchors | None = None) -> None:
+    def __init__(
+        self,
+        keys: KeySource | None = None,
+        anchors: Anchors | None = None,
+        limits: Limits = DEFAULT_LIMITS,
+    ) -> None:
         self.keys = keys
+        self.limits = limits
+        self.held = 0  # bytes the buffers of all active flows hold (as last counted)
         self.flows: dict[bytes, object] = {}
         self.active: dict[int, _Flow] = {}  # undecided flows, for idle sweeps and end of capture
         self.closing: set[bytes] = set()  # decided flows with one direction closed
@@ -249,6 +280,7 @@ class Analyzer:
         for flow in list(self.active.values()):
             self._log(flow, EndKind.EOF, CAPTURE_ENDS)
         defrag, stats = self.defrag, self.stats
+        stats.problems.extend(stats.evicted.problems(self.limits))
         if stats.cut_short:
             where = ", ".join(f"{n:,} in the {h}" for h, n in sorted(stats.cut_short.items()))
             stats.problems.append(
@@ -337,12 +369,24 @@ class Analyzer:
             if conn.given_up:
                 self._drop(flow)
                 return
+            held = flow.holding()
+            if held != flow.held:
+                self.held += held - flow.held
+                flow.held = held
+                if self.held > self.limits.buffered:
+                    self._evict("buffered")
+                    if id(flow) not in self.active:
+                        return
         if flags & (FIN | RST):
             closed = closing(flow.builder.facts, flow.fin, side, flags, ts)
             if closed is not None:
                 self._log(flow, *closed)
 
     def _new_flow(self, key: bytes, ts: int, data: bytes, t: int, syn: bool) -> _Flow:
+        if len(self.active) >= self.limits.flows:
+            self._evict("flows")
+        if len(self.flows) - 2 * len(self.active) > 2 * self.limits.decided:
+            self._forget_decided()
         rev = _reverse(key)
         n = (len(key) - 4) // 2
         ports = ((data[t] << 8) | data[t + 1], (data[t + 2] << 8) | data[t + 3])
@@ -367,8 +411,47 @@ class Analyzer:
     def _drop(self, flow: _Flow) -> None:
         """Not TLS: forget it, and skip its later packets."""
         self.active.pop(id(flow), None)
+        self.held -= flow.held
         for k in flow.keys:
             self.flows[k] = _DONE
+
+    # -- memory limits -----------------------------------------------------------------------
+
+    def _evict(self, limit: str) -> None:
+        """A limit is reached ("flows": too many followed; "buffered": too many bytes held):
+        evict flows, in `lifecycle.evict_order`, down to 7/8 of it."""
+        active = self.active
+        if limit == "flows":
+            victims = evict_order(active.values())[: excess(len(active), self.limits.flows)]
+        else:
+            over = excess(self.held, self.limits.buffered)
+            victims = []
+            for flow in evict_order(f for f in active.values() if f.held):
+                if over <= 0:
+                    break
+                victims.append(flow)
+                over -= flow.held
+        record = self.stats.evicted.add
+        for flow in victims:
+            record(limit, self._log(flow, *evicted(flow.facts, self.limits, limit)))
+
+    def _forget_decided(self) -> None:
+        """Too many decided flows remembered: forget the oldest ones, down to 7/8 of the limit
+        (their later packets then start flows seen from the middle)."""
+        flows = self.flows
+        n = excess(len(flows) - 2 * len(self.active), 2 * self.limits.decided)
+        old = []
+        for k, v in flows.items():
+            if v is _DONE or v is _STALE:
+                old.append(k)
+                if len(old) >= n:
+                    break
+        before = len(flows)
+        for k in old:
+            for key in (k, _reverse(k)):
+                if flows.pop(key, None) is not None:
+                    self.closing.discard(key)
+        self.stats.evicted.forgotten += (before - len(flows)) // 2
 
     def _sweep(self, now: int) -> None:
         if not self._decided_swept:
@@ -389,17 +472,28 @@ class Analyzer:
 
     def _log(
         self, flow: _Flow, end_kind: EndKind | None = None, ended: str = "", by: str | None = None
-    ) -> None:
+    ) -> bool:
+        """Log its session (if it showed TLS: then True) and forget the flow: its table entries
+        leave at once when a reset or the peers' close ended it, else they skip its later
+        packets until the sweep of decided flows."""
         self.active.pop(id(flow), None)
+        self.held -= flow.held
+        flows = self.flows
+        closed = end_kind is not None and end_kind.closed
         for k in flow.keys:
-            cur = self.flows.get(k)
+            cur = flows.get(k)
             if isinstance(cur, tuple) and cur[0] is flow:
-                self.flows[k] = _DONE
+                if closed:
+                    del flows[k]
+                else:
+                    flows[k] = _DONE
         builder = flow.builder
         if end_kind is not None and not builder.decided:
             for side in (0, 1):
                 for chunk in flow.streams[side].flush():
                     for ev in _events(flow.conn, side, chunk, flow.last_ts):
                         builder.apply(ev)
-        if self.logbook.log(builder, end_kind, ended, flow.last_ts, by=by) is not None:
-            self.stats.sessions += 1
+        if self.logbook.log(builder, end_kind, ended, flow.last_ts, by=by) is None:
+            return False
+        self.stats.sessions += 1
+        return True

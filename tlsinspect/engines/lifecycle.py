@@ -8,6 +8,15 @@ on a reset, on the close of both directions, when it idles out (packet time), wh
 pair is reused by a new connection, or at the end of the capture. Logging settles the roles
 when nothing else did (the higher port is the client), records how the connection ended,
 decides (`classify`), links a resumption to its full handshake and builds the `SessionRecord`.
+
+Memory is bounded here too, whatever the capture holds (a SYN flood, a scan, thousands of
+half-sent ClientHellos): `Limits`, derived from one figure, the peak RSS allowed (200 MB by
+default), caps the flows followed at once, the bytes they hold in their buffers in total, and
+the decided flows remembered. When a cap is reached the engine evicts flows in `evict_order`
+(those that never showed TLS first, then those without a ClientHello, then the least recently
+seen) down to 7/8 of the cap, so that the sort is paid once per eighth of the cap. An evicted
+flow that showed TLS is logged as an incomplete session, its `ended` and the anomaly
+`flow_evicted` saying which limit; one that did not is only counted (`Evictions`).
 """
 
 from __future__ import annotations
@@ -15,8 +24,10 @@ from __future__ import annotations
 import hashlib
 from collections import OrderedDict
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
+from ..anomalies import Anomaly
 from ..classify import Origin, classify
 from ..model import EndKind, Verdict, iso_time
 from ..net.ip import format_addr
@@ -38,10 +49,150 @@ SWEEP_EVERY_NS = 10 * 10**9  # packet time between them (a live capture may see 
 # capture's memory). A resumption of an older one is still `resumed`, without its origin.
 MAX_RESUMABLE = 1 << 14
 
+# The peak RSS allowed by default, and what the limits are derived from (see Limits.for_memory).
+MEMORY_LIMIT_MB = 200
+MIN_MEMORY_LIMIT_MB = 100
+# Memory taken whatever the capture: the interpreter with tlsinspect and cryptography loaded
+# (38 MB measured), the resumption table (MAX_RESUMABLE: 16 MB at most), the certificate caches
+# (x509.cache: 4 MB of DER in each of four, with what is computed from them, and 1 MB in each
+# of five caches of names: about 25 MB at most), the frames read and the records being written.
+RESERVED_MB = 80
+# What a followed flow costs besides its buffered bytes: its TCP, TLS and session objects
+# (6.2 KB measured on CPython 3.11 for a flow with a partial ClientHello), with a margin.
+FLOW_COST = 8 * 1024
+# What a decided flow remembered costs: its two table entries, keyed by the raw addresses.
+DECIDED_COST = 256
+# Evictions go down to this fraction of the cap reached, so they are rare and done in bulk.
+EVICT_TO = 7 / 8
+
 IDLE = f"idle for more than {IDLE_TIMEOUT_NS // 10**9} s"
 REUSED = "its address/port pair was reused by a new connection"
 CAPTURE_ENDS = "the capture ends"
 BOTH_CLOSED = "connection closed by both sides"
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    """What an engine holds at most. `flows`: connections followed at once (not yet decided, or
+    decided and still watched); `buffered`: bytes all of them hold, in total: waiting for the
+    rest of a record, of a handshake message or of a hole in the TCP stream, and the handshake
+    messages read, which their sessions may keep (certificate chains, hellos); `decided`: decided
+    flows whose later packets are skipped at the cost of a lookup (past it, the oldest are
+    forgotten, and a later packet of theirs starts a flow seen from the middle, as after the
+    sweep of idle decided flows). `memory_mb`: the peak RSS they were derived from."""
+
+    flows: int
+    buffered: int
+    decided: int
+    memory_mb: int = MEMORY_LIMIT_MB
+
+    @classmethod
+    def for_memory(cls, memory_mb: int = MEMORY_LIMIT_MB) -> Limits:
+        """The limits that keep the peak RSS under `memory_mb`: RESERVED_MB for the
+        interpreter and the tables of fixed size, then of the rest 40% for flows (FLOW_COST
+        each), 40% for their buffered bytes and 20% for decided flows (DECIDED_COST each).
+
+        Raises:
+            ValueError: `memory_mb` is below MIN_MEMORY_LIMIT_MB.
+        """
+        if memory_mb < MIN_MEMORY_LIMIT_MB:
+            raise ValueError(
+                f"a memory limit of {memory_mb} MB is too small: at least "
+                f"{MIN_MEMORY_LIMIT_MB} MB is needed"
+            )
+        rest = (memory_mb - RESERVED_MB) << 20
+        return cls(
+            flows=rest * 2 // 5 // FLOW_COST,
+            buffered=rest * 2 // 5,
+            decided=rest // 5 // DECIDED_COST,
+            memory_mb=memory_mb,
+        )
+
+    def describe(self, limit: str) -> str:
+        """The words of one limit reached ("flows", "buffered" or "decided")."""
+        if limit == "flows":
+            return f"{self.flows:,} connections followed at once"
+        if limit == "buffered":
+            return f"{self.buffered / (1 << 20):.0f} MB of handshake bytes held in all"
+        return f"{self.decided:,} decided connections remembered"
+
+
+DEFAULT_LIMITS = Limits.for_memory()
+
+
+class _Evictable(Protocol):
+    last_ts: int
+
+    @property
+    def facts(self) -> SessionFacts: ...
+
+
+E = TypeVar("E", bound=_Evictable)
+
+
+def evict_order(flows: Iterable[E]) -> list[E]:
+    """The flows in the order they are evicted: those that never showed TLS, then those
+    without a ClientHello, then the least recently seen."""
+    return sorted(
+        flows,
+        key=lambda f: (f.facts.tls_seen, f.facts.client_hello is not None, f.last_ts),
+    )
+
+
+def excess(n: int, cap: int) -> int:
+    """How many to evict when `n` reached `cap`: down to EVICT_TO of it."""
+    return max(0, n - int(cap * EVICT_TO))
+
+
+def evicted(facts: SessionFacts, limits: Limits, limit: str) -> tuple[EndKind, str]:
+    """Note in `facts` that its flow is evicted at `limit`: the anomaly, and how to log it."""
+    why = limits.describe(limit)
+    facts.anomalies.append(
+        Anomaly(
+            "flow_evicted",
+            "capture",
+            f"{why} reached (the memory limit is {limits.memory_mb} MB): the rest of the "
+            "connection is not read",
+        )
+    )
+    return EndKind.EVICTED, f"evicted from memory ({why} reached)"
+
+
+@dataclass(slots=True)
+class Evictions:
+    """Flows evicted, by the limit reached; `sessions`: those logged (they showed TLS);
+    `forgotten`: decided flows forgotten before their time."""
+
+    by_limit: dict[str, int] = field(default_factory=dict)
+    sessions: int = 0
+    forgotten: int = 0
+
+    def add(self, limit: str, logged: bool) -> None:
+        self.by_limit[limit] = self.by_limit.get(limit, 0) + 1
+        self.sessions += logged
+
+    def problems(self, limits: Limits) -> list[str]:
+        """The report's sentences on them (none when nothing was evicted)."""
+        out = []
+        total = sum(self.by_limit.values())
+        if total:
+            where = ", ".join(
+                f"{n:,} at {limits.describe(k)}" for k, n in sorted(self.by_limit.items())
+            )
+            others = ", the others were not TLS" if self.sessions < total else ""
+            out.append(
+                f"connections evicted to keep memory under {limits.memory_mb} MB: {total:,} "
+                f"({where}); {self.sessions:,} of them showed TLS and are reported as "
+                f"incomplete sessions (anomaly flow_evicted){others} (--memory-limit raises "
+                "the limits)"
+            )
+        if self.forgotten:
+            out.append(
+                f"decided connections forgotten early to keep memory under "
+                f"{limits.memory_mb} MB: {self.forgotten:,} (past {limits.describe('decided')}; "
+                "a later packet of theirs starts a connection seen from the middle)"
+            )
+        return out
 
 
 def closing(

@@ -22,6 +22,7 @@ What tshark does not tell, or tells differently, is said where it is filled:
 from __future__ import annotations
 
 import ipaddress
+import itertools
 import os
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -254,6 +255,10 @@ class _Flow:
     requested: bool = False  # a decrypted CertificateRequest since the last ClientHello
     finished: set[str] = field(default_factory=set)  # roles whose decrypted Finished was read
 
+    @property
+    def facts(self) -> SessionFacts:
+        return self.builder.facts
+
 
 def _addr_bytes(text: str) -> bytes:
     try:
@@ -266,8 +271,17 @@ class TsharkAnalyzer:
     """Feeds `TsharkPacket`s through the shared session logic; `run()` yields SessionRecords
     as they are logged, like `engines.builtin.Analyzer.run`."""
 
-    def __init__(self, decrypting: bool = False, anchors: Anchors | None = None) -> None:
+    def __init__(
+        self,
+        decrypting: bool = False,
+        anchors: Anchors | None = None,
+        limits: lifecycle.Limits = lifecycle.DEFAULT_LIMITS,
+    ) -> None:
         self.decrypting = decrypting  # a key log was given to tshark
+        # The limits of flows followed and decided flows remembered; tshark buffers the bytes
+        # itself (its memory is its own), so `limits.buffered` does not apply here.
+        self.limits = limits
+        self.evicted = lifecycle.Evictions()
         self.flows: dict[int, _Flow] = {}
         self.by_tuple: dict[tuple[str, int, str, int], _Flow] = {}
         # tcp.stream of logged connections -> time of their last packet: their later packets are
@@ -324,6 +338,7 @@ class TsharkAnalyzer:
             )
             if old is not None and old.stream in self.flows:
                 self._log(old, EndKind.REUSE, lifecycle.REUSED)
+            self._limit()
             facts = SessionFacts(
                 start_ts=pkt.ts,
                 addrs=(_addr_bytes(pkt.src), _addr_bytes(pkt.dst)),
@@ -436,9 +451,25 @@ class TsharkAnalyzer:
             return [MessageSeen(side, ts, m.Alert(*rec.alert), decrypted)]
         return [MessageSeen(side, ts, m.EncryptedRecord(ct, rec.length), rec.decrypted)]
 
+    def _limit(self) -> None:
+        """Before a new flow: evict flows, and forget decided ones, past the limits (down to
+        7/8 of them), as the built-in engine does."""
+        limits = self.limits
+        if len(self.flows) >= limits.flows:
+            n = lifecycle.excess(len(self.flows), limits.flows)
+            for flow in lifecycle.evict_order(self.flows.values())[:n]:
+                logged = self._log(flow, *lifecycle.evicted(flow.facts, limits, "flows"))
+                self.evicted.add("flows", logged)
+        if len(self.done) > limits.decided:
+            n = lifecycle.excess(len(self.done), limits.decided)
+            for stream in list(itertools.islice(self.done, n)):
+                del self.done[stream]
+            self.evicted.forgotten += n
+
     def _log(
         self, flow: _Flow, end_kind: EndKind | None = None, ended: str = "", by: str | None = None
-    ) -> None:
+    ) -> bool:
+        """Log its session (True if it showed TLS) and forget the flow."""
         self.flows.pop(flow.stream, None)
         self.done[flow.stream] = flow.last_ts
         self.connections += 1
@@ -463,6 +494,7 @@ class TsharkAnalyzer:
         )
         if record is not None and any(h is not None for h in flow.hole):
             self.lost_streams[record.index] = flow.stream
+        return record is not None
 
 
 def _application(protocols: str) -> str | None:
@@ -497,11 +529,15 @@ class TsharkRun:
     not read and `decode_as` the ports it was told to read as TLS."""
 
     def __init__(
-        self, path: str, keylogs: list[str] | None = None, anchors: Anchors | None = None
+        self,
+        path: str,
+        keylogs: list[str] | None = None,
+        anchors: Anchors | None = None,
+        limits: lifecycle.Limits = lifecycle.DEFAULT_LIMITS,
     ) -> None:
         self.path = path
         self.keylogs = keylogs
-        self.analyzer = TsharkAnalyzer(decrypting=bool(keylogs), anchors=anchors)
+        self.analyzer = TsharkAnalyzer(decrypting=bool(keylogs), anchors=anchors, limits=limits)
         self.decode_as: list[int] = []
         self.problems: list[str] = []  # what tshark could not read (a capture cut short)
 
@@ -513,6 +549,7 @@ class TsharkRun:
                 self.path, keylog=keylog, decode_as=self.decode_as, problems=self.problems
             )
             yield from self.analyzer.run(packets)
+            self.problems.extend(self.analyzer.evicted.problems(self.analyzer.limits))
         finally:
             if keylog is not None and self.keylogs and keylog not in self.keylogs:
                 os.unlink(keylog)

@@ -166,6 +166,7 @@ class TlsConnection:
         "cert_requested",
         "compression",
         "late",
+        "message_bytes",
     )
 
     def __init__(self, midstream: bool = False, keys: KeySource | None = None) -> None:
@@ -185,6 +186,9 @@ class TlsConnection:
         self.cert_requested = False
         self.compression = 0  # the ServerHello's compression_method (RFC 3749: 1 is DEFLATE)
         self.late = 0  # records left to decrypt waiting for the server's first (LATE_ALERT_RECORDS)
+        # Bytes of the handshake messages read (a compressed Certificate's as decompressed): what
+        # the session's facts may keep of them (chains, hellos, CA names) is at most this.
+        self.message_bytes = 0
 
     @property
     def watching(self) -> bool:
@@ -202,6 +206,15 @@ class TlsConnection:
     def given_up(self) -> bool:
         """Neither direction can become TLS any more (scan limit passed or stream lost)."""
         return all(s.records.state == DONE and not s.started for s in self.sides)
+
+    @property
+    def held(self) -> int:
+        """Bytes this connection holds: those both directions keep waiting for the rest of a
+        record or of a handshake message, and those of the messages read, which the session
+        may keep (what the owner counts against its limit of buffered bytes)."""
+        a, b = self.sides
+        waiting = len(a.records.buf) + len(a.handshake.buf) + len(b.records.buf)
+        return waiting + len(b.handshake.buf) + self.message_bytes
 
     def receive(self, side: int, data: bytes, ts: int) -> list[TlsEvent]:
         st = self.sides[side]
@@ -454,6 +467,9 @@ class TlsConnection:
             events.append(StreamLost(side, ts, str(exc)))
             return
         for msg_type, body in messages:
+            self.message_bytes += len(body)
+            if msg_type == reg.COMPRESSED_CERTIFICATE and len(body) >= 5:
+                self.message_bytes += int.from_bytes(body[2:5], "big")  # its uncompressed_length
             try:
                 if msg_type == reg.COMPRESSED_CERTIFICATE:  # RFC 8879: a Certificate inside
                     msg: m.HandshakeMessage = parse_compressed_certificate(body, self.version)

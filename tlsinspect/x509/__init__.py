@@ -8,7 +8,8 @@ anchors, trusted.
 
 Pure: DER bytes and a time in, values out. No files, no clock ("now" never enters: the caller
 passes the capture's packet time), no logging. Certificates are parsed with `cryptography`, once
-per distinct DER (`lru_cache`; Zeek keeps its certificate cache by SHA-256 the same way); a
+per distinct DER (`cache.bounded_cache`, bounded in entries and in bytes; Zeek keeps its
+certificate cache by SHA-256 the same way); a
 certificate `cryptography` refuses is read by hand as far as its DER goes (`read_tbs`), so that
 the report can still show what it held and why it failed.
 
@@ -22,6 +23,7 @@ The modules, each using only those below it:
     facts       cert_info -> CertInfo: what one certificate says
     names       name_from_der, short_name, same_name, format_name: distinguished names
     der         read_tbs, DER elements and OIDs, read by hand
+    cache       bounded_cache: the caches of the modules above, bounded in entries and bytes
 
 References: RFC 5280 (profile, 4.1 structure, 4.2.1.x extensions, 6.1 path validation, 7.1
 name comparison), RFC 6125 section 6 (service identity: DNS-ID, wildcards, CN fallback),

@@ -8,8 +8,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from functools import lru_cache
 
+from .cache import CERT_CACHE_BYTES, bounded_cache
 from .checks import (
     FAIL,
     INFO,
@@ -113,7 +113,7 @@ def check_chain(
 _Static = tuple[tuple[tuple[Check, ...], ...], tuple[tuple[Check, ...], ...], tuple[Check, ...]]
 
 
-@lru_cache(maxsize=2048)
+@bounded_cache(2048, CERT_CACHE_BYTES)
 def _static_checks(
     ders: tuple[bytes, ...],
     role: str,

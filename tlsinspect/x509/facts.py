@@ -1,6 +1,6 @@
 """One certificate's facts (`cert_info` -> `CertInfo`): names, SANs, serial, validity, key,
 signature algorithm, basic constraints, key usages. Parsed with `cryptography` once per distinct
-DER (`lru_cache`); what `cryptography` refuses is read by hand (`der.read_tbs`) as far as its DER
+DER (`cache.bounded_cache`: 4,096 certificates, 4 MB of DER); what `cryptography` refuses is read by hand (`der.read_tbs`) as far as its DER
 goes.
 """
 
@@ -10,11 +10,11 @@ import hashlib
 import warnings
 from dataclasses import dataclass, replace
 from datetime import datetime
-from functools import lru_cache
 
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
+from .cache import CERT_CACHE_BYTES, bounded_cache
 from .der import RawTbs, read_tbs
 from .names import _cn, _cn_from_der, format_name, name_from_der, rfc2253_from_der, same_name
 
@@ -238,7 +238,7 @@ def _ext_value(cert: x509.Certificate, cls: type[x509.ExtensionType], errors: li
         return None
 
 
-@lru_cache(maxsize=4096)
+@bounded_cache(4096, CERT_CACHE_BYTES)
 def cert_info(der: bytes) -> CertInfo:
     """What a DER certificate says; never raises. A certificate `cryptography` cannot load is
     read by hand as far as its DER allows, and `error` says why loading failed. What
@@ -375,7 +375,7 @@ def _unparsed(digest: str, raw: RawTbs, why: str) -> CertInfo:
     )
 
 
-@lru_cache(maxsize=4096)
+@bounded_cache(4096, CERT_CACHE_BYTES)
 def _load(der: bytes) -> x509.Certificate | None:
     """The certificate for signature checks (`cert_info` reports what is odd about it)."""
     with warnings.catch_warnings():

@@ -5,12 +5,11 @@ of certificate authorities).
 
 from __future__ import annotations
 
-from functools import lru_cache
-
 from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from ..errors import CertificateError
+from .cache import NAME_CACHE_BYTES, bounded_cache
 from .der import _STRING_TAGS, _der_items, _elements, _oid
 
 # OpenSSL's short names (what `openssl x509 -subject` and tshark print); others stay dotted.
@@ -79,7 +78,7 @@ def _name_parts(der: bytes) -> list[tuple[str, str]]:
     return parts
 
 
-@lru_cache(maxsize=4096)
+@bounded_cache(4096, NAME_CACHE_BYTES)
 def name_from_der(der: bytes) -> str:
     """A DER-encoded X.501 Name (as in CertificateRequest's CA list) as text, in wire order."""
     try:
@@ -107,7 +106,7 @@ def _rfc2253_value(text: str) -> str:
     return "".join(out)
 
 
-@lru_cache(maxsize=4096)
+@bounded_cache(4096, NAME_CACHE_BYTES)
 def rfc2253_from_der(der: bytes) -> str:
     """A DER Name as RFC 2253 text, the way OpenSSL's `X509_NAME_print_ex` writes it with
     `XN_FLAG_RFC2253 & ~ASN1_STRFLGS_ESC_MSB` (what Zeek logs as `subject`, `issuer`): the
@@ -137,7 +136,7 @@ def rfc2253_from_der(der: bytes) -> str:
         return f"<unreadable name {der[:16].hex()}...: {exc}>"
 
 
-@lru_cache(maxsize=4096)
+@bounded_cache(4096, NAME_CACHE_BYTES)
 def _cn_from_der(der: bytes) -> str | None:
     try:
         cns = [v for o, v in _name_parts(der) if o == "2.5.4.3"]
@@ -146,13 +145,13 @@ def _cn_from_der(der: bytes) -> str | None:
     return cns[-1] if cns else None
 
 
-@lru_cache(maxsize=4096)
+@bounded_cache(4096, NAME_CACHE_BYTES)
 def short_name(der: bytes) -> str:
     """The CN of a DER Name, or the whole name as text when it has none (for messages)."""
     return _cn_from_der(der) or name_from_der(der)
 
 
-@lru_cache(maxsize=4096)
+@bounded_cache(4096, NAME_CACHE_BYTES)
 def _normalized_name(der: bytes) -> tuple[tuple[str, str], ...] | None:
     """A Name reduced for comparison as RFC 5280 7.1 allows (case folded, inner white space
     collapsed), so that two encodings of the same name compare equal; None if unreadable."""

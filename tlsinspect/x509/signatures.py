@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from functools import lru_cache
 
 from cryptography import x509
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, padding, rsa
 
 from ..errors import CertificateError
+from .cache import CERT_CACHE_BYTES, bounded_cache
 from .facts import CertInfo, _load, cert_info
 from .names import same_name
 
@@ -39,7 +39,7 @@ def _verify_signature(cert: x509.Certificate, issuer: x509.Certificate) -> None:
         )
 
 
-@lru_cache(maxsize=8192)
+@bounded_cache(8192, CERT_CACHE_BYTES)
 def signature_problem(der: bytes, issuer_der: bytes) -> str | None:
     """None when the certificate `issuer_der` issued `der`: its subject is `der`'s issuer and
     its public key verifies `der`'s signature. Otherwise why not, in words."""
