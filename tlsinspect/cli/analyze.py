@@ -1,9 +1,15 @@
-"""The default command: `tlsinspect CAPTURE [--format ...]`, with either engine.
+"""The default command: `tlsinspect PATH... [--format ...] [--follow]`, with either engine.
 
 One command whatever the engine: the arguments, the CA bundle, the key logs, the output and the
 certificate export are handled here once; the engine only yields the session records (`builtin`:
 tlsinspect's own dissector; `tshark`: Wireshark's, through pyshark) and says what it could not
 read. Exit codes: 0 success, 2 unusable input (one line on stderr).
+
+The paths are expanded, and rotated series grouped, by `capture.inputs`; `_Runs` reads the
+inputs one after the other, a run of the engine each, and the report covers them all (a line
+of counts per capture). `--follow` (built-in engine): the last input is read as it grows
+(`capture.Follow`), SIGINT/SIGTERM end the reading as they end `tlsinspect live` (its `_Stop`),
+and the table prints each session as it is logged (live's `table_line`), then the counts.
 """
 
 from __future__ import annotations
@@ -50,7 +56,7 @@ def _parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="tlsinspect",
         description="Tell mutual TLS from one-way TLS in a packet capture, and say why.",
-        epilog="commands: `tlsinspect CAPTURE` (this one) analyses a capture; "
+        epilog="commands: `tlsinspect PATH...` (this one) analyses captures; "
         "`tlsinspect check CAPTURE... --policy FILE` checks sessions against mTLS rules; "
         "`tlsinspect compare CAPTURE...` runs both engines and prints where they disagree; "
         "`tlsinspect live -i IFACE` follows an interface. `tlsinspect help COMMAND` (or "

@@ -110,7 +110,8 @@ def main(argv: Sequence[str]) -> int:
     except (FileNotFoundError, ValueError) as exc:
         return _fail(str(exc))
     keylogs = read_keylogs(args.keylog)
-    for inp in plan(files, args.series, warnings):
+    inputs = plan(files, args.series, warnings)
+    for inp in inputs:
         try:
             found, problems = capture_rows(inp, keylogs)
         except TlsInspectError as exc:
@@ -128,7 +129,7 @@ def main(argv: Sequence[str]) -> int:
             report["warnings"] = warnings
             out.write(to_json(report))
         else:
-            n = len(files)
+            n = len(inputs)  # a series is one capture
             header = (
                 f"{args.policy}: {count(len(policy.rules), 'rule')} on "
                 f"{count(len(rows), 'TLS session')} of {count(n, 'capture')}"
