@@ -83,6 +83,12 @@ def test_the_series_reads_as_the_merged_capture(tmp_path, tshark):
     assert sum(len(v) for v in mine.values()) > 0
 
 
+def test_the_tshark_engine_reads_the_series_as_one_too(tshark):
+    r = run_cli(SERIES, "--engine", "tshark", "--format", "json", timeout=300)
+    assert r.returncode == 0, r.stderr
+    _check_truth(json.loads(r.stdout), TRUTH, RING)
+
+
 def test_read_apart_a_crossing_connection_is_cut_in_pieces():
     r = run_cli(*RING, "--no-series", "--format", "jsonl")
     assert r.returncode == 0, r.stderr

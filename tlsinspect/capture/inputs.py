@@ -37,7 +37,9 @@ import glob
 import gzip
 import os
 import re
+import shutil
 import struct
+import subprocess
 from collections.abc import Callable, Generator, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -312,6 +314,39 @@ def _series(group: list[str], forced: bool, notes: list[str]) -> list[Input]:
 # -- reading a series --------------------------------------------------------------------------
 
 
+def _file_at(starts: list[tuple[int, str]], ts_ns: int, first: str) -> str:
+    """The file of a series, given as (first packet time, file) in order, that holds time
+    `ts_ns`: the last one that began by then."""
+    i = bisect.bisect_right(starts, (ts_ns, "\U0010ffff")) - 1
+    return starts[i][1] if i >= 0 else first
+
+
+def merge_series(inp: Input, directory: str) -> tuple[str, Callable[[int], str]] | None:
+    """For a reader that takes one file (tshark): the files of a series concatenated in their
+    order into one file in `directory` (`mergecap -a`), and the function telling which file of
+    the series a packet time falls in. None when mergecap is not installed or fails.
+    """
+    mergecap = shutil.which("mergecap")
+    if mergecap is None:
+        return None
+    out = os.path.join(directory, "series.pcapng")
+    try:
+        subprocess.run(
+            [mergecap, "-a", "-F", "pcapng", "-w", out, *inp.paths],
+            check=True,
+            capture_output=True,
+            timeout=3600,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    starts: list[tuple[int, str]] = []
+    for p in inp.paths:
+        span = time_span(p)
+        if span is not None:
+            starts.append((span[0], p))
+    return out, lambda ts: _file_at(starts, ts, inp.paths[0])
+
+
 def open_input(inp: Input, follow: Follow | None = None) -> CaptureSource:
     """A source over an input: its one file as `open_capture` reads it, or a `SeriesSource`
     (for a series, and for any file followed as it grows: its writer may go on in a next file).
@@ -421,11 +456,7 @@ class SeriesSource(CaptureSource):
 
     def file_of(self, ts_ns: int) -> str:
         """The file whose packets began by `ts_ns`: where a session starting then started."""
-        starts = self._starts
-        if not starts:
-            return self.files[0]
-        i = bisect.bisect_right(starts, (ts_ns, "\U0010ffff")) - 1
-        return starts[max(i, 0)][1]
+        return _file_at(self._starts, ts_ns, self.files[0])
 
     @property
     def paths(self) -> list[str]:

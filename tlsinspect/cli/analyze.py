@@ -17,13 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TextIO
 
 from .. import __version__, read_ca_bundle, read_keylogs
 from ..capture import CaptureSource, Follow
-from ..capture.inputs import Input, capture_paths, open_input, plan
+from ..capture.inputs import Input, capture_paths, merge_series, open_input, plan
 from ..capture.tshark import TsharkError, TsharkMissing, find_tshark
 from ..engines.builtin import Analyzer, CaptureKeys
 from ..engines.tshark import TsharkRun
@@ -149,9 +150,6 @@ def main(argv: Sequence[str]) -> int:
     if args.follow and args.engine == "tshark":
         return fail(PROG, "--follow reads with the builtin engine only (tshark reads whole files)")
     inputs = plan(files, args.series, notes)
-    if args.engine == "tshark" and any(len(inp.paths) > 1 for inp in inputs):
-        notes.append("--engine tshark reads the files of a series apart, each as a capture")
-        inputs = [Input((p,)) for inp in inputs for p in inp.paths]
     if args.engine == "tshark":
         try:
             find_tshark()
@@ -292,7 +290,7 @@ class _Runs:
             source = open_input(inp, follow)
             if self.args.engine == "tshark":
                 source.close()  # tshark reads the file itself (it reads many formats)
-                return _TsharkRun(inp.paths[0], self.args.keylog, self.anchors)
+                return _TsharkRun(inp, self.args.keylog, self.anchors)
         except TlsInspectError as exc:
             self.failed.append(str(exc))
             return None
@@ -438,9 +436,26 @@ class _BuiltinRun(_Run):
 
 
 class _TsharkRun(_Run):
-    def __init__(self, path: str, keylog: list[str] | None, anchors: Anchors | None) -> None:
-        self.name = path
+    """tshark on a capture; a series is first merged into one file (tshark reads one), and its
+    sessions are then given the file of the series where they started."""
+
+    def __init__(self, inp: Input, keylog: list[str] | None, anchors: Anchors | None) -> None:
+        self.name = inp.name
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        path, file_of = inp.paths[0], None
+        if len(inp.paths) > 1:
+            self._tmp = tempfile.TemporaryDirectory(prefix="tlsinspect-series-")
+            merged = merge_series(inp, self._tmp.name)
+            if merged is None:
+                raise TsharkError(f"{inp.name}: mergecap could not merge the series for tshark")
+            path, file_of = merged
         self.run = TsharkRun(path, keylog, anchors)
+        if file_of is not None:
+            self.run.analyzer.logbook.file_of = file_of
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def records(self) -> Iterator[SessionRecord]:
         return self.run.records()
