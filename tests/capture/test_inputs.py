@@ -5,12 +5,14 @@ from __future__ import annotations
 
 import os
 import shutil
+import threading
+import time
 from pathlib import Path
 
 import pytest
 from helpers import OWN, read
 
-from tlsinspect.capture import open_capture
+from tlsinspect.capture import Follow, open_capture
 from tlsinspect.capture.inputs import (
     Input,
     SeriesSource,
@@ -144,3 +146,29 @@ def test_a_recently_written_capture_cut_short_may_still_be_written(tmp_path):
         list(src)
         assert src.problems[-1].startswith("capture truncated: ")
     assert Path(cut).exists()
+
+
+def test_a_followed_file_goes_on_to_the_next_file_the_writer_opens(tmp_path):
+    """Following rot.pcap: a stale rot.pcap1 (an earlier run's) is not its next file; the
+    rot.pcap2 written now is, and the stop ends the reading there."""
+    first, stale, nxt = tmp_path / "rot.pcap", tmp_path / "rot.pcap1", tmp_path / "rot.pcap2"
+    shutil.copy(STARTTLS, first)
+    shutil.copy(OWN / "stacks.pcap", stale)
+    old = time.time() - 3600
+    os.utime(stale, (old, old))
+    follow = Follow(poll=0.02)
+    src = open_input(Input((str(first),)), follow)
+    got: list = []
+    reader = threading.Thread(target=lambda: got.extend(src), daemon=True)
+    reader.start()
+    time.sleep(0.5)
+    assert got == read(STARTTLS) and reader.is_alive()  # waiting at the end of rot.pcap
+    shutil.copy(DEMO, nxt)
+    time.sleep(0.5)
+    assert reader.is_alive() and got == read(STARTTLS) + read(DEMO)
+    follow.stop.set()
+    reader.join(5)
+    assert not reader.is_alive()
+    assert src.paths == [str(first), str(nxt)]
+    assert src.file_of(read(DEMO)[0][0]) == str(nxt)
+    src.close()

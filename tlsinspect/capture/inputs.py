@@ -410,21 +410,29 @@ class SeriesSource(CaptureSource):
         return nxt is not None
 
     def _next_file(self) -> str | None:
-        """The first file, in name order, with the series' key that is not read yet."""
+        """The file the writer went on to: of the series' key, not read yet, named after the
+        current one (numbers compared as numbers) and modified no earlier than it (a file left
+        by an earlier run of the writer is not its next one)."""
         last = self.files[-1]
         key = series_key(last)
-        directory = os.path.dirname(last) or "."
+        directory = os.path.dirname(last)
         try:
-            names = os.listdir(directory)
+            names = os.listdir(directory or ".")
+            since = os.path.getmtime(last)
         except OSError:
             return None
         known = {os.path.normpath(p) for p in self.files}
-        new = [
-            os.path.join(os.path.dirname(last), n)
-            for n in names
-            if series_key(os.path.join(directory, n)) == key
-            and os.path.normpath(os.path.join(os.path.dirname(last), n)) not in known
-        ]
+        after = _natural(os.path.basename(last))
+        new = []
+        for n in names:
+            path = os.path.join(directory, n)
+            if series_key(path) != key or os.path.normpath(path) in known:
+                continue
+            try:
+                if _natural(n) > after and os.path.getmtime(path) >= since:
+                    new.append(path)
+            except (OSError, TypeError):
+                continue
         return min(new, key=_natural) if new else None
 
     def _read(self) -> Generator[Record, None, None]:
