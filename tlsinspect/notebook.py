@@ -103,8 +103,7 @@ def iter_records(
                     records.append(r)
                     bar.update(source.bytes_read)
                 problems = list(source.problems)
-            for _ in inp.paths:
-                bar.file_done()
+            bar.file_done(len(inp.paths))
             records.sort(key=_order)
             for r in records:
                 yield r.file or inp.paths[0], r, problems
@@ -164,7 +163,7 @@ class Progress:
             unit_divisor=1024,
             delay=delay,
             file=sys.stderr,
-            desc=os.path.basename(files[0]) if len(files) == 1 else f"{len(files)} captures",
+            desc=os.path.basename(files[0]) if len(files) == 1 else f"{len(files)} capture files",
             leave=False,
         )
 
@@ -173,9 +172,12 @@ class Progress:
             self.bar.update(bytes_read - self.current)
             self.current = bytes_read
 
-    def file_done(self) -> None:
-        if self.sizes:
-            self.update(self.sizes.pop(0))
+    def file_done(self, files: int = 1) -> None:
+        """A capture read to its end: its `files` (a series has several) count whole."""
+        done = self.sizes[:files]
+        del self.sizes[:files]
+        if done:
+            self.update(sum(done))
         self.current = 0
 
     def close(self) -> None:
