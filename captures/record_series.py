@@ -17,8 +17,10 @@ that requires a client certificate, one that asks for none. While the capture to
 
 `--tool dumpcap` writes a ring of files of `--size` kB (`dumpcap -b filesize:N`): the files
 `PREFIX_NNNNN_YYYYmmddHHMMSS.pcapng`. `--tool tcpdump` writes `tcpdump -C N` files of N million
-bytes (1 is its smallest): `PREFIX.pcap`, `PREFIX.pcap1`, ... The truth (`PREFIX.truth.json`)
-lists each connection with its client port and its verdict.
+bytes (1 is its smallest): `PREFIX.pcap`, `PREFIX.pcap1`, ... `--tool tcpdump-time` writes
+`tcpdump -G N` files of N seconds, `PREFIX-YYYYmmdd-HHMMSS.pcap` (with `--seconds`, so that A
+lasts long enough). The truth (`PREFIX.truth.json`) lists each connection with its client port
+and its verdict.
 
 captures/series/ holds `--tool dumpcap --size 40 --bytes 100000 --prefix ring`; the tests
 record `--tool tcpdump --size 1` in a temporary directory (tests/e2e/test_series.py).
@@ -81,18 +83,24 @@ def _tool_command(tool: str, out: Path, prefix: str, size: int, ports: list[int]
     if tool == "dumpcap":
         path = out / f"{prefix}.pcapng"
         return ["dumpcap", "-q", "-i", "lo", "-f", bpf, "-b", f"filesize:{size}", "-w", str(path)]
-    path = out / f"{prefix}.pcap"
-    return ["tcpdump", "-n", "-U", "-Z", "root", "-i", "lo", "-C", str(size), "-w", str(path), bpf]
+    base = ["tcpdump", "-n", "-U", "-Z", "root", "-i", "lo"]
+    if tool == "tcpdump-time":  # a new file every `size` seconds, named by its start time
+        return [*base, "-G", str(size), "-w", str(out / f"{prefix}-%Y%m%d-%H%M%S.pcap"), bpf]
+    return [*base, "-C", str(size), "-w", str(out / f"{prefix}.pcap"), bpf]
 
 
-def record(out: Path, tool: str, size: int, total: int, prefix: str) -> dict[str, object]:
-    """Record the connections into rotated files under `out`; return the truth."""
+def record(
+    out: Path, tool: str, size: int, total: int, prefix: str, seconds: float = 0.0
+) -> dict[str, object]:
+    """Record the connections into rotated files under `out`; return the truth. `seconds`:
+    spread connection A's data over that long (for files rotated by time)."""
+    pause = max(PAUSE, seconds / max(total // WRITE, 1))
     with tempfile.TemporaryDirectory(prefix="series-pki-") as work:  # the private keys
-        return _record(out, tool, size, total, prefix, build_pki(Path(work), None))
+        return _record(out, tool, size, total, prefix, pause, build_pki(Path(work), None))
 
 
 def _record(
-    out: Path, tool: str, size: int, total: int, prefix: str, pki: Pki
+    out: Path, tool: str, size: int, total: int, prefix: str, pause: float, pki: Pki
 ) -> dict[str, object]:
     mutual_srv = server_context(pki, TLS12, ssl.CERT_REQUIRED)
     oneway_srv = server_context(pki, TLS12, ssl.CERT_NONE)
@@ -117,7 +125,7 @@ def _record(
             while sent < total:
                 a.sendall(data)
                 sent += len(data)
-                time.sleep(PAUSE)
+                time.sleep(pause)
                 if sent >= total // 2 and len(sessions) == 1:
                     raw_b = socket.create_connection((HOST, ports[1]))
                     port_b = raw_b.getsockname()[1]
@@ -139,8 +147,8 @@ def _record(
     if len(files) < 2:
         raise RecordingError(f"{tool} wrote {len(files)} file(s): the data did not rotate it")
     truth = {
-        "recorded_with": f"{tool} -i lo "
-        + ("-b filesize:" if tool == "dumpcap" else "-C ")
+        "recorded_with": f"{tool.split('-')[0]} -i lo "
+        + {"dumpcap": "-b filesize:", "tcpdump": "-C ", "tcpdump-time": "-G "}[tool]
         + str(size),
         "server_ports": {"mutual": ports[0], "one-way": ports[1]},
         "application_bytes": total,
@@ -154,13 +162,19 @@ def _record(
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, type=Path)
-    p.add_argument("--tool", choices=("dumpcap", "tcpdump"), default="dumpcap")
-    p.add_argument("--size", type=int, default=40, help="dumpcap: kB per file; tcpdump: MB")
+    p.add_argument("--tool", choices=("dumpcap", "tcpdump", "tcpdump-time"), default="dumpcap")
+    p.add_argument(
+        "--size",
+        type=int,
+        default=40,
+        help="dumpcap: kB per file; tcpdump: MB per file; tcpdump-time: seconds per file",
+    )
+    p.add_argument("--seconds", type=float, default=0.0, help="spread A's data over this long")
     p.add_argument("--bytes", type=int, default=100_000, help="application data of connection A")
     p.add_argument("--prefix", default="ring")
     args = p.parse_args()
     try:
-        truth = record(args.out, args.tool, args.size, args.bytes, args.prefix)
+        truth = record(args.out, args.tool, args.size, args.bytes, args.prefix, args.seconds)
     except RecordingError as exc:
         print(f"record_series: {exc}", file=sys.stderr)
         return 1

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import OWN, read
+from pcaptools import write
 
 from tlsinspect.capture import Follow, open_capture
 from tlsinspect.capture.inputs import (
@@ -101,6 +102,19 @@ def test_a_series_is_ordered_by_time_whatever_the_order_given():
     (inp,) = plan(given, None, notes)
     assert inp.paths == tuple(str(p) for p in RING) and not notes
     assert [Input((p,)) for p in given] == plan(given, False)
+
+
+def test_a_file_of_the_series_without_packets_goes_first(tmp_path):
+    names = [tmp_path / f"g-20261207-21055{i}.pcap" for i in range(3)]
+    names[0].write_bytes(STARTTLS.read_bytes()[:24])  # the file header tcpdump -G wrote first
+    packets = read(STARTTLS)
+    half = len(packets) // 2
+    write(names[1], packets[:half])
+    write(names[2], packets[half:])
+    (inp,) = plan([str(p) for p in reversed(names)])
+    assert inp.paths == tuple(str(p) for p in names)
+    with open_input(inp) as src:
+        assert [r[0] for r in src] == [p[0] for p in packets]
 
 
 def test_files_overlapping_in_time_are_read_apart_and_said(tmp_path):

@@ -237,6 +237,23 @@ def test_tcpdump_rotation_followed_as_it_is_written(tmp_path):
     assert _without_file(sorted(followed, key=lambda s: s["start_time"])) == _without_file(whole)
 
 
+def test_tcpdump_time_rotation_is_one_series(tmp_path):
+    """tcpdump -G 1: a file a second, named by strftime (its first file may hold no packet)."""
+    _need_root_tools("tcpdump")
+    out = tmp_path / "g"
+    recorder = _record(
+        out, "--tool", "tcpdump-time", "--size", "1", "--bytes", "200000", "--seconds", "3"
+    )
+    rec_out, rec_err = recorder.communicate(timeout=120)
+    assert recorder.returncode == 0, rec_out + rec_err
+    truth = json.loads((out / "ring.truth.json").read_text())
+    files = [out / f for f in truth["files"]]
+    assert len(files) >= 3 and all(f.name.startswith("ring-20") for f in files)
+    r = run_cli(out, "--format", "json")
+    assert r.returncode == 0, r.stderr
+    _check_truth(json.loads(r.stdout), truth, files)
+
+
 def test_dumpcap_ring_files_are_one_series(tmp_path):
     _need_root_tools("dumpcap")
     out = tmp_path / "ring"

@@ -264,6 +264,15 @@ def _pcapng_last(f, size: int) -> int | None:
     return None
 
 
+def _opens(path: str) -> bool:
+    """The file opens as a capture (it may hold no packet)."""
+    try:
+        open_capture(path).close()
+    except (OSError, CaptureError):
+        return False
+    return True
+
+
 def plan(paths: Sequence[str], series: bool | None = None, notes: list[str] | None = None):
     """The inputs to read, in the order of the paths: series grouped by `series_key` (None),
     all the files as one series (True), or each file apart (False).
@@ -291,10 +300,14 @@ def _series(group: list[str], forced: bool, notes: list[str]) -> list[Input]:
     if len(group) < 2:
         return apart
     spans = {p: time_span(p) for p in group}
-    if any(s is None for s in spans.values()):
-        return apart  # a file with no packet (or unreadable) is said when it is read apart
-    ordered = sorted(group, key=lambda p: (spans[p][0], _natural(p)))  # type: ignore[index]
-    for a, b in zip(ordered, ordered[1:], strict=False):
+    empty = [p for p, span in spans.items() if span is None]
+    if not all(_opens(p) for p in empty):
+        return apart  # a file that cannot be read is said when it is read apart
+    # a file with no packet (a writer's file header only) adds nothing: it goes first
+    ordered = sorted(empty, key=_natural)
+    timed = sorted((p for p in group if p not in empty), key=lambda p: (spans[p], _natural(p)))
+    ordered += timed
+    for a, b in zip(timed, timed[1:], strict=False):
         if spans[a][1] > spans[b][0]:  # type: ignore[index]
             names = ", ".join(os.path.basename(p) for p in ordered)
             overlap = (
