@@ -188,10 +188,41 @@ def _follow(path: Path, *args: str) -> tuple[subprocess.Popen[str], _Lines]:
     return proc, _Lines(proc)
 
 
-def _stop(proc: subprocess.Popen[str], sig: int) -> str:
-    """A second for the follower to read the last bytes, then the signal: it must end cleanly
-    (exit code 0, no traceback); return its stderr."""
-    time.sleep(1.0)
+def _read_offset(proc: subprocess.Popen[str], path: Path) -> int | None:
+    """How far the process has read `path` (its descriptor's offset, from /proc), None while it
+    does not have the file open."""
+    fds = Path(f"/proc/{proc.pid}/fd")
+    try:
+        for fd in fds.iterdir():
+            try:
+                if os.readlink(fd) == str(path):
+                    info = (Path(f"/proc/{proc.pid}/fdinfo") / fd.name).read_text()
+                    return int(info.split("pos:", 1)[1].split()[0])
+            except OSError:
+                continue
+    except OSError:
+        pass
+    return None
+
+
+def _reading(proc: subprocess.Popen[str], path: Path, to_end: bool = False) -> None:
+    """Wait until the follower has `path` open (started up, waiting for bytes), or, `to_end`,
+    has read it to its end."""
+    deadline = time.monotonic() + 60
+    while True:
+        at = _read_offset(proc, path)
+        if at is not None and (not to_end or at >= path.stat().st_size):
+            return
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, f"the follower did not read {path} ({at})"
+        time.sleep(0.05)
+
+
+def _stop(proc: subprocess.Popen[str], sig: int, last: Path) -> str:
+    """Once the follower has read `last` to its end, the signal: it must end cleanly (exit code
+    0, no traceback); return its stderr."""
+    _reading(proc, last, to_end=True)
+    time.sleep(0.2)  # the packets read are analysed
     proc.send_signal(sig)
     try:
         proc.wait(timeout=60)  # stdout is _Lines' to read
@@ -224,9 +255,9 @@ def test_tcpdump_rotation_followed_as_it_is_written(tmp_path):
     rec_out, rec_err = recorder.communicate(timeout=120)
     assert recorder.returncode == 0, rec_out + rec_err
     recorded_at = time.monotonic()
-    _stop(follow, signal.SIGINT)
     truth = json.loads((out / "rot.truth.json").read_text())
     files = [out / f for f in truth["files"]]
+    _stop(follow, signal.SIGINT, files[-1])
     assert len(files) >= 3  # 2.5 MB in files of 1 MB
     followed = [json.loads(line) for line in lines.join()]
     _check_truth(followed, truth, files)
@@ -288,9 +319,9 @@ def test_follow_reads_a_growing_file_and_stops_cleanly(tmp_path, sig):
     growing = tmp_path / "growing.pcapng"
     growing.write_bytes(b"")  # the writer has opened it, nothing written yet
     follow, lines = _follow(growing, "--format", "jsonl")
-    time.sleep(0.5)
+    _reading(follow, growing)
     _grow(src, growing, 997, 0.005)
-    err = _stop(follow, sig)
+    err = _stop(follow, sig, growing)
     followed = [json.loads(line) for line in lines.join()]
     whole = json.loads(run_cli(src, "--format", "json").stdout)
     key = lambda s: (s["start_time"], s["client_port"])  # noqa: E731
@@ -303,8 +334,9 @@ def test_follow_table_prints_each_session_then_the_totals(tmp_path):
     growing = tmp_path / "demo.pcapng"
     growing.write_bytes(b"")
     follow, lines = _follow(growing)
+    _reading(follow, growing)
     _grow(src, growing, 4096, 0.01)
-    _stop(follow, signal.SIGINT)
+    _stop(follow, signal.SIGINT, growing)
     text = "".join(lines.join())
     whole = json.loads(run_cli(src, "--format", "json").stdout)
     assert text.startswith(f"following {growing} as it grows; Ctrl-C to stop\n")
