@@ -13,8 +13,13 @@ command line never loads them. `read_sessions()` needs neither.
 - `read_sessions(paths)`: `Session` objects, which render in a notebook as verdict, reason and the
   two chains as trees.
 
-Several captures are read at once from a list, a glob (`"captures/*.pcap*"`) or both. Rows come
-in the order of the JSON output (start time, then index) capture by capture.
+Several captures are read at once from a list, a glob (`"captures/*.pcap*"`), a directory (its
+capture files, recursively) or all of these. The files of a rotated series (tcpdump -C/-G,
+dumpcap ring buffers) are read as one capture, so that a connection crossing a file boundary is
+one row (`series=False` reads them apart; see `capture.inputs` for the rule). Rows come in the
+order of the JSON output (start time, then index) capture by capture; `file` is the file where a
+session started. `frame.attrs["notes"]` says what was skipped in a directory and which files
+named like a series were read apart.
 
 Progress: a tqdm bar on stderr (or a notebook widget when ipywidgets is there) over the bytes of
 the capture files, shown when stderr is a terminal or the code runs in a notebook, and only for
@@ -23,14 +28,15 @@ captures bigger than `BIG_CAPTURE` bytes or reading that lasts longer than `PROG
 
 from __future__ import annotations
 
-import glob
 import os
 import sys
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 import tlsinspect
 
+from .capture.inputs import capture_paths, open_input, plan
+from .engines.builtin import Analyzer, CaptureKeys
 from .errors import require
 from .record import SessionRecord
 from .report import flat
@@ -46,8 +52,6 @@ from .report.frame import (
 if TYPE_CHECKING:
     import pandas as pd
 
-    from .capture import CaptureSource
-
 PathLike = str | os.PathLike[str]
 Paths = PathLike | Iterable[PathLike]
 KeyLogs = PathLike | Sequence[PathLike] | None  # one or several NSS key log files
@@ -59,40 +63,10 @@ PROGRESS_DELAY = 1.0  # seconds: for smaller captures, show progress once readin
 # -- reading captures ------------------------------------------------------------------------------------
 
 
-def capture_paths(paths: Paths) -> list[str]:
-    """Expand one path, a glob or a list of both into capture paths, in the order given.
-
-    A glob is expanded in sorted order; one that matches nothing raises FileNotFoundError.
-    """
-    items: Iterable[PathLike] = [paths] if isinstance(paths, str | os.PathLike) else list(paths)
-    out: list[str] = []
-    for item in items:
-        name = os.fspath(item)
-        if isinstance(item, str) and glob.has_magic(name) and not os.path.exists(name):
-            found = sorted(glob.glob(name, recursive=True))
-            if not found:
-                raise FileNotFoundError(f"no capture matches {name!r}")
-            out += found
-        else:
-            out.append(name)
-    if not out:
-        raise ValueError("no capture given")
-    return out
-
-
-def _analyze(
-    path: str,
-    keylog: KeyLogs,
-    on_open: Callable[[CaptureSource], object],
-    ca_bundle: PathLike | None,
-) -> Iterator[SessionRecord]:
-    """`tlsinspect.analyze` on one capture, given only the options the caller gave."""
-    kwargs: dict[str, Any] = {"on_open": on_open}
-    if keylog is not None:
-        kwargs["keylog"] = keylog
-    if ca_bundle is not None:
-        kwargs["ca_bundle"] = ca_bundle
-    return tlsinspect.analyze(path, **kwargs)
+def _keylog_list(keylog: KeyLogs) -> list[PathLike] | None:
+    if keylog is None:
+        return None
+    return [keylog] if isinstance(keylog, str | os.PathLike) else list(keylog)
 
 
 def _order(r: SessionRecord) -> tuple[int, int]:
@@ -104,25 +78,35 @@ def iter_records(
     keylog: KeyLogs = None,
     progress: bool | None = None,
     ca_bundle: PathLike | None = None,
+    series: bool | None = None,
+    notes: list[str] | None = None,
 ) -> Iterator[tuple[str, SessionRecord, list[str]]]:
-    """(file, record, problems of that file) for every session, capture by capture, in order.
+    """(file, record, problems of its capture) for every session, capture by capture, in order.
 
-    `problems` is the list the capture reader fills: complete once the file's last record came.
+    Paths are expanded by `capture.inputs.capture_paths` (files, directories, globs), and the
+    files of a rotated series are read as one capture (`series`: None by their names, True all
+    as one, False each apart; see `capture.inputs`). `notes` gets what the expansion skipped
+    and the series not read as one. `problems` is complete once the capture's last record came.
     """
-    files = capture_paths(paths)
+    notes = notes if notes is not None else []
+    files = capture_paths(paths, notes)
+    anchors = tlsinspect.read_ca_bundle(ca_bundle)
+    keylogs = tlsinspect.read_keylogs(_keylog_list(keylog))
+    inputs = plan(files, series, notes)
     bar = Progress(files, progress)
     try:
-        for path in files:
-            sources: list[CaptureSource] = []
-            records = []
-            for r in _analyze(path, keylog, sources.append, ca_bundle):
-                records.append(r)
-                bar.update(sources[0].bytes_read)
-            bar.file_done()
-            problems = list(sources[0].problems) if sources else []
+        for inp in inputs:
+            with open_input(inp) as source:
+                analyzer = Analyzer(CaptureKeys(keylogs, source.secrets), anchors)
+                records = []
+                for r in analyzer.run(source):
+                    records.append(r)
+                    bar.update(source.bytes_read)
+                problems = list(source.problems)
+            bar.file_done(len(inp.paths))
             records.sort(key=_order)
             for r in records:
-                yield path, r, problems
+                yield r.file or inp.paths[0], r, problems
     finally:
         bar.close()
 
@@ -179,7 +163,7 @@ class Progress:
             unit_divisor=1024,
             delay=delay,
             file=sys.stderr,
-            desc=os.path.basename(files[0]) if len(files) == 1 else f"{len(files)} captures",
+            desc=os.path.basename(files[0]) if len(files) == 1 else f"{len(files)} capture files",
             leave=False,
         )
 
@@ -188,9 +172,12 @@ class Progress:
             self.bar.update(bytes_read - self.current)
             self.current = bytes_read
 
-    def file_done(self) -> None:
-        if self.sizes:
-            self.update(self.sizes.pop(0))
+    def file_done(self, files: int = 1) -> None:
+        """A capture read to its end: its `files` (a series has several) count whole."""
+        done = self.sizes[:files]
+        del self.sizes[:files]
+        if done:
+            self.update(sum(done))
         self.current = 0
 
     def close(self) -> None:
@@ -207,10 +194,15 @@ def _stderr_is_terminal() -> bool:
 
 
 def read_sessions(
-    paths: Paths, keylog: KeyLogs = None, *, progress: bool | None = None
+    paths: Paths,
+    keylog: KeyLogs = None,
+    *,
+    progress: bool | None = None,
+    series: bool | None = None,
 ) -> SessionList:
     """Every session of the captures as a `Session`, in the order of `read_capture()`."""
-    return SessionList(Session(r, f) for f, r, _ in iter_records(paths, keylog, progress))
+    records = iter_records(paths, keylog, progress, series=series)
+    return SessionList(Session(r, f) for f, r, _ in records)
 
 
 def read_capture(
@@ -220,23 +212,28 @@ def read_capture(
     ecs: bool = False,
     progress: bool | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
+    series: bool | None = None,
 ) -> pd.DataFrame:
     """One row per TLS session of the captures; see the module docstring and the README.
 
     `ca_bundle`: a PEM file of trusted CAs, for the `ca_bundle` check of every chain (in
-    `chain_checks`, `client_chain_failed`, `server_chain_failed`).
+    `chain_checks`, `client_chain_failed`, `server_chain_failed`). `series`: None reads the
+    files of a rotated series as one capture (by their names), True all files as one series,
+    False each file apart.
     """
     require("pandas", "read_capture()")  # before the analysis, not after it
     rows: list[flat.Row] = []
     problems: dict[str, list[str]] = {}
-    for path, r, found in iter_records(paths, keylog, progress, ca_bundle):
-        row: flat.Row = {"file": path, **flat.flat_row(r)}
+    notes: list[str] = []
+    for path, r, found in iter_records(paths, keylog, progress, ca_bundle, series, notes):
+        row: flat.Row = {**flat.flat_row(r), "file": path}
         row["start_time"] = r.facts.start_ts
         row["end_time"] = r.facts.end_ts or r.facts.start_ts
         rows.append(row)
         problems[path] = found
     frame = sessions_frame(rows)
     frame.attrs["problems"] = {p: v for p, v in problems.items() if v}
+    frame.attrs["notes"] = notes
     return to_ecs(frame) if ecs else frame
 
 

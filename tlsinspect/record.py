@@ -59,6 +59,9 @@ class SessionRecord:
     # ECDHE curve of a TLS 1.2 ServerKeyExchange, RFC 8422 5.4); None when not shown
     server_alpn: str | None = None
     server_group: int | None = None
+    # the capture file the session's first packet came from (of a series: the file where it
+    # started); None when the packets came from no file (a live capture)
+    file: str | None = None
 
 
 def server_choices(f: SessionFacts) -> tuple[str | None, int | None]:
@@ -129,6 +132,7 @@ def build_record(
     *,
     anchors: Anchors | None = None,
     starttls: str | None = None,
+    file: str | None = None,
 ) -> SessionRecord:
     """The record of a session being logged. `anchors` (a CA bundle) adds the `ca_bundle` check
     to both chains; `starttls` names the protocol before TLS when the engine knows it (tshark
@@ -150,4 +154,5 @@ def build_record(
         anomalies=anomalies(facts),
         server_alpn=server_alpn,
         server_group=server_group,
+        file=file,
     )

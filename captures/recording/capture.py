@@ -125,35 +125,48 @@ TCPDUMP_LO = CaptureTool("tcpdump", "lo", "listening on")
 TCPDUMP_ANY = CaptureTool("tcpdump", "any", "listening on")
 
 
-@contextmanager
-def capture(tool: CaptureTool, path: Path, ports: Sequence[int]) -> Iterator[None]:
-    """Record loopback TCP traffic on ``ports`` into ``path`` while the block runs."""
-    bpf = "tcp and (" + " or ".join(f"port {p}" for p in sorted(set(ports))) + ")"
-    path.unlink(missing_ok=True)
+def start_tool(
+    command: list[str], program: str, ready: str
+) -> tuple[subprocess.Popen[bytes], Drain]:
+    """Start a capture tool and wait until it says it captures (``ready`` on its stderr)."""
     proc = subprocess.Popen(
-        tool.command(path, bpf),
+        command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
     err = Drain(proc.stderr)
     deadline = time.monotonic() + CAPTURE_START_TIMEOUT
-    while tool.ready not in err.text():
+    while ready not in err.text():
         if proc.poll() is not None or time.monotonic() > deadline:
             proc.kill()
-            raise RecordingError(f"{tool.program} did not start: {err.join().strip()}")
+            raise RecordingError(f"{program} did not start: {err.join().strip()}")
         time.sleep(0.02)
     time.sleep(CAPTURE_WARMUP)
+    return proc, err
+
+
+def stop_tool(proc: subprocess.Popen[bytes], err: Drain) -> str:
+    """Stop a capture tool as Ctrl-C does (it writes out what it holds); return its stderr."""
+    proc.send_signal(signal.SIGINT)
+    try:
+        proc.wait(TOOL_TIMEOUT)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+    return err.join()
+
+
+@contextmanager
+def capture(tool: CaptureTool, path: Path, ports: Sequence[int]) -> Iterator[None]:
+    """Record loopback TCP traffic on ``ports`` into ``path`` while the block runs."""
+    bpf = "tcp and (" + " or ".join(f"port {p}" for p in sorted(set(ports))) + ")"
+    path.unlink(missing_ok=True)
+    proc, err = start_tool(tool.command(path, bpf), tool.program, tool.ready)
     try:
         yield
         time.sleep(CAPTURE_SETTLE)
     finally:
-        proc.send_signal(signal.SIGINT)
-        try:
-            proc.wait(TOOL_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
-        log = err.join()
+        log = stop_tool(proc, err)
     if proc.returncode != 0 or not path.exists():
         raise RecordingError(f"{tool.program} failed ({proc.returncode}): {log.strip()}")

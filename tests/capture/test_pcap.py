@@ -8,6 +8,7 @@ import struct
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pcaptools import finished
 
 import tlsinspect.capture as capture
 from tlsinspect.capture import CaptureSource, open_capture
@@ -38,7 +39,7 @@ RECORDS = [
 def write(tmp_path, content, name="t.pcap"):
     path = tmp_path / name
     path.write_bytes(content)
-    return path
+    return finished(path)
 
 
 def read_all(path):

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from pcaptools import finished
 
 import tlsinspect.capture as capture
 from tlsinspect.capture import open_capture
@@ -134,7 +135,7 @@ def two_sections() -> tuple[bytes, list, list[str]]:
 def write(tmp_path, content, name="t.pcapng"):
     path = tmp_path / name
     path.write_bytes(content)
-    return path
+    return finished(path)
 
 
 def read_all(path):

@@ -65,5 +65,7 @@ def test_sessions_are_the_same_with_and_without_the_filter(path: Path):
     with open_capture(path) as src:
         pushed = _sessions(src)  # the Analyzer pushes its filter down to the reader
     with open_capture(path) as src:
-        plain = _sessions(iter(list(src)))  # a plain iterator: no filter to push
+        plain = _sessions(iter(list(src)))  # a plain iterator: no filter to push (nor file)
+    assert {s.pop("file") for s in pushed} == {str(path)}
+    assert {s.pop("file") for s in plain} == {None}
     assert pushed == plain

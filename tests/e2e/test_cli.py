@@ -51,9 +51,11 @@ def test_jsonl_is_one_object_per_line():
 def test_gzip_capture_reads_like_the_plain_one(tmp_path):
     gz = tmp_path / "demo.pcapng.gz"
     gz.write_bytes(gzip.compress(DEMO.read_bytes()))
-    assert json.loads(run("--format", "json", gz).stdout) == json.loads(
-        run("--format", "json", DEMO).stdout
-    )
+    from_gz = json.loads(run("--format", "json", gz).stdout)
+    plain = json.loads(run("--format", "json", DEMO).stdout)
+    assert {s.pop("file") for s in from_gz} == {str(gz)}
+    assert {s.pop("file") for s in plain} == {str(DEMO)}
+    assert from_gz == plain
 
 
 @pytest.mark.parametrize(

@@ -34,6 +34,8 @@ def fragmented(packets, reverse: bool = False, drop_one: bool = False):
 
 
 def _without_counts(sessions: list[dict]) -> list[dict]:
+    """In order, without the file they come from (the two captures compared are two files)."""
+    sessions = [{k: v for k, v in s.items() if k != "file"} for s in sessions]
     return sorted(sessions, key=lambda s: (s["start_time"], s["client_port"]))
 
 

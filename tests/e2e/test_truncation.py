@@ -17,7 +17,7 @@ import pytest
 from helpers import OWN, own_captures, read, run_cli, run_tshark, shared_captures
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from pcaptools import write
+from pcaptools import finished, write
 
 from tlsinspect.engines.builtin import Analyzer
 
@@ -131,6 +131,7 @@ def test_truncated_file_with_both_engines_and_compare(tmp_path, name):
     for n in cut_points(src):
         path = tmp_path / f"{n}-{name}"
         path.write_bytes(src.read_bytes()[:n])
+        finished(path)
         ours = run_cli("--format", "json", path)
         assert "Traceback" not in ours.stderr, (n, ours.stderr)
         if ours.returncode == 2:  # nothing readable: the one-line error of an unusable file

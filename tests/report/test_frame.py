@@ -12,6 +12,7 @@ from helpers import OWN, ROOT, blind_verdict, own_captures
 pd = pytest.importorskip("pandas")
 
 import tlsinspect  # noqa: E402
+from tlsinspect import notebook  # noqa: E402
 from tlsinspect.report import flat  # noqa: E402
 from tlsinspect.report.frame import CERT_COLUMNS, cert_markdown_table  # noqa: E402
 
@@ -56,7 +57,7 @@ def test_dtypes(tls12):
 
 def test_columns_are_the_json_fields_then_the_flat_extras(tls12):
     names = [n for n, _, _ in flat.columns()]
-    assert list(tls12.columns) == ["file", *names]
+    assert names[0] == "file" and list(tls12.columns) == names
     assert set(flat.column_dtypes()) == set(tls12.columns)
     for col, dtype in flat.column_dtypes().items():
         assert str(tls12[col].dtype) == dtype, col
@@ -180,19 +181,18 @@ def test_ecs_names_and_values(tls12):
 
 
 def test_the_key_log_is_passed_to_the_analyzer_only_when_given(monkeypatch):
-    calls: list[dict] = []
-    analyze = tlsinspect.analyze
+    calls: list[list[bytes]] = []
+    keys = notebook.CaptureKeys
 
-    def spy(path, **kwargs):
-        calls.append(dict(kwargs))
-        kwargs.pop("keylog", None)  # only its passing is checked here
-        return analyze(path, **kwargs)
+    def spy(texts, secrets):
+        calls.append(list(texts))
+        return keys(texts, secrets)
 
-    monkeypatch.setattr(tlsinspect, "analyze", spy)
+    monkeypatch.setattr(notebook, "CaptureKeys", spy)
     tlsinspect.read_capture(TLS12)
-    tlsinspect.read_capture([TLS12, TLS12], keylog=OWN / "demo.keylog")
-    assert "keylog" not in calls[0] and "on_open" in calls[0]
-    assert [c["keylog"] for c in calls[1:]] == [OWN / "demo.keylog"] * 2
+    tlsinspect.read_capture([TLS12, OWN / "tls13.pcapng"], keylog=OWN / "demo.keylog")
+    assert calls[0] == []
+    assert calls[1:] == [[(OWN / "demo.keylog").read_bytes()]] * 2
 
 
 def test_read_certificates(tls12):

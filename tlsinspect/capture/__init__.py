@@ -18,20 +18,30 @@ iface      interface index: 0 for pcap; for pcapng the interface's position amon
 What the reader had to skip, and why, is collected in ``problems`` as sentences; only a capture
 that cannot be read at all raises (NotACapture, UnsupportedCapture) from ``open_capture``.
 gzip-compressed captures are read transparently.
+
+`follow` (a `Follow`): the file is still being written (tcpdump -U -w): at its end the reader
+waits for more bytes, as `tail -f` does, a record cut by the end included, until the follow is
+stopped. Without it, a capture whose last record is cut short and whose file was modified less
+than `RECENT_WRITE_S` seconds ago is said to be maybe still being written, not truncated.
+
+Which files a command reads (directories, globs, rotated series read as one capture) is
+`capture.inputs`'s.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
+import threading
+import time
 import zlib
 from collections.abc import Callable, Iterator
 
 from tlsinspect.capture import pcap, pcapng
 from tlsinspect.capture.skip import SkipFilter
-from tlsinspect.errors import CaptureError, NotACapture
+from tlsinspect.errors import CaptureError, NotACapture, UnsupportedCapture
 
-__all__ = ["CaptureSource", "SkipFilter", "open_capture"]
+__all__ = ["CaptureSource", "Follow", "SkipFilter", "open_capture"]
 
 Record = tuple[int, int, bytes, int, int]
 
@@ -43,6 +53,46 @@ _HEAD_SIZE = 28
 
 _GZIP_MAGIC = b"\x1f\x8b"
 _GZIP_ERRORS = (EOFError, zlib.error, gzip.BadGzipFile)
+
+#: A capture cut short at its end and modified less than this many seconds ago is taken as one
+#: still being written (tcpdump, dumpcap), not as a truncated file.
+RECENT_WRITE_S = 5
+
+#: Seconds between two looks at the end of a followed capture.
+FOLLOW_POLL = 0.2
+
+_TRUNCATED = "capture truncated: "
+
+
+class Follow:
+    """Read captures that are still being written, as `tail -f` reads a log.
+
+    A read at the end of the file waits (`poll` seconds at a time) for the writer's next bytes
+    instead of ending the stream, until `stop` is set (a signal handler sets it); the bytes
+    written by then are still read. The parsers never know: they see a read that is slow.
+    """
+
+    def __init__(self, stop: threading.Event | None = None, poll: float = FOLLOW_POLL) -> None:
+        self.stop = stop if stop is not None else threading.Event()
+        self.poll = poll
+
+    def reader(
+        self, read: Callable[[int], bytes], done: Callable[[], bool] | None = None
+    ) -> Callable[[int], bytes]:
+        """`read` that waits at the end of the file; `done()` true says the writer has moved on
+        to another file (this one then ends once what is left of it is read)."""
+        stop = self.stop
+
+        def tail_read(n: int) -> bytes:
+            data = read(n)
+            while not data:
+                if stop.is_set() or (done is not None and done()):
+                    return read(n)  # what was written before the end
+                stop.wait(self.poll)
+                data = read(n)
+            return data
+
+        return tail_read
 
 
 class ReadState:
@@ -90,10 +140,26 @@ class CaptureSource:
         self._state = state
         self._records = records
         self._files = files
+        self._recent_checked = False
 
     @property
     def problems(self) -> list[str]:
-        return self._state.problems
+        problems = self._state.problems
+        if problems and not self._recent_checked and problems[-1].startswith(_TRUNCATED):
+            self._recent_checked = True
+            still = still_written(self.path)
+            if still is not None:
+                problems[-1] = f"{still}; {problems[-1].removeprefix(_TRUNCATED)}"
+        return problems
+
+    @property
+    def paths(self) -> list[str]:
+        """The files read (one here; a series has several)."""
+        return [os.fspath(self.path)]
+
+    def file_of(self, ts_ns: int) -> str:
+        """The file holding the packet of time `ts_ns` (a series has several files)."""
+        return os.fspath(self.path)
 
     @property
     def secrets(self) -> list[tuple[int, bytes]]:
@@ -146,29 +212,69 @@ class CaptureSource:
         )
 
 
-def open_capture(path: str | os.PathLike) -> CaptureSource:
+def still_written(path: str | os.PathLike) -> str | None:
+    """For a capture cut short at its end: "may still be being written (...)" when its file was
+    modified less than RECENT_WRITE_S seconds ago, else None."""
+    try:
+        age = time.time() - os.stat(path).st_mtime
+    except OSError:
+        return None
+    if not -1 < age < RECENT_WRITE_S:
+        return None
+    return (
+        f"capture may still be being written (modified {max(age, 0):.0f} s ago; --follow reads "
+        "it as it grows)"
+    )
+
+
+def open_capture(
+    path: str | os.PathLike,
+    *,
+    follow: Follow | None = None,
+    done: Callable[[], bool] | None = None,
+    secrets: list[tuple[int, bytes]] | None = None,
+) -> CaptureSource:
     """Open a pcap or pcapng file (optionally gzip-compressed) for reading.
 
+    `follow`: read the file as it grows (see `Follow`; `done` tells it the writer moved on to a
+    next file). `secrets`: the list the Decryption Secrets Blocks are added to (a series of
+    files shares one).
+
     Raises NotACapture when the file is empty, too short or not a capture, UnsupportedCapture
-    for a capture variant this reader does not know; OSError (e.g. a missing file) propagates.
+    for a capture variant this reader does not know (or a compressed one to follow); OSError
+    (e.g. a missing file) propagates.
     """
     name = os.fspath(path)
     raw = open(name, "rb", buffering=0)  # closed by CaptureSource.close
     files = [raw]  # to close, outermost first
+    read: Callable[[int], bytes] = raw.read
+    if follow is not None:
+        read = follow.reader(raw.read, done)
     try:
-        return _open(path, name, raw, files)
+        return _open(path, name, raw, read, files, secrets, follow is not None)
     except BaseException:
         for f in files:
             f.close()
         raise
 
 
-def _open(path: str | os.PathLike, name: str, raw, files: list) -> CaptureSource:
+def _open(
+    path: str | os.PathLike,
+    name: str,
+    raw,
+    read: Callable[[int], bytes],
+    files: list,
+    secrets: list[tuple[int, bytes]] | None,
+    following: bool,
+) -> CaptureSource:
     size = os.fstat(raw.fileno()).st_size
-    read: Callable[[int], bytes] = raw.read
     state = ReadState(raw.tell)
+    if secrets is not None:
+        state.secrets = secrets
     head = _read_head(read, _HEAD_SIZE)
     compressed = head[:2] == _GZIP_MAGIC
+    if compressed and following:
+        raise UnsupportedCapture(f"{name}: a gzip-compressed capture cannot be followed")
     if compressed:
         raw.seek(0)
         gz = gzip.GzipFile(fileobj=raw, mode="rb")
@@ -195,7 +301,9 @@ def _open(path: str | os.PathLike, name: str, raw, files: list) -> CaptureSource
     except CaptureError as exc:
         raise type(exc)(f"{name}: {exc}") from None
     state.bytes_read = raw.tell()
-    return CaptureSource(path, fmt, size, state, records, tuple(files))
+    source = CaptureSource(path, fmt, size, state, records, tuple(files))
+    source._recent_checked = following  # a followed file cut short was stopped, not written
+    return source
 
 
 def _read_head(read: Callable[[int], bytes], want: int) -> bytes:

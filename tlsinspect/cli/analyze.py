@@ -1,9 +1,15 @@
-"""The default command: `tlsinspect CAPTURE [--format ...]`, with either engine.
+"""The default command: `tlsinspect PATH... [--format ...] [--follow]`, with either engine.
 
 One command whatever the engine: the arguments, the CA bundle, the key logs, the output and the
 certificate export are handled here once; the engine only yields the session records (`builtin`:
 tlsinspect's own dissector; `tshark`: Wireshark's, through pyshark) and says what it could not
 read. Exit codes: 0 success, 2 unusable input (one line on stderr).
+
+The paths are expanded, and rotated series grouped, by `capture.inputs`; `_Runs` reads the
+inputs one after the other, a run of the engine each, and the report covers them all (a line
+of counts per capture). `--follow` (built-in engine): the last input is read as it grows
+(`capture.Follow`), SIGINT/SIGTERM end the reading as they end `tlsinspect live` (its `_Stop`),
+and the table prints each session as it is logged (live's `table_line`), then the counts.
 """
 
 from __future__ import annotations
@@ -11,13 +17,17 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
+from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TextIO
 
 from .. import __version__, read_ca_bundle, read_keylogs
-from ..capture import CaptureSource, open_capture
+from ..capture import CaptureSource, Follow
+from ..capture.inputs import Input, capture_paths, merge_series, open_input, plan
 from ..capture.tshark import TsharkError, TsharkMissing, find_tshark
 from ..engines.builtin import Analyzer, CaptureKeys
+from ..engines.lifecycle import Limits
 from ..engines.tshark import TsharkRun
 from ..errors import MissingPackage, TlsInspectError
 from ..model import count
@@ -32,6 +42,7 @@ from ..x509 import Anchors
 from .common import (
     Parser,
     add_format,
+    add_inputs,
     add_keylog,
     add_memory_limit,
     fail,
@@ -48,14 +59,29 @@ def _parser() -> argparse.ArgumentParser:
     p = Parser(
         prog="tlsinspect",
         description="Tell mutual TLS from one-way TLS in a packet capture, and say why.",
-        epilog="commands: `tlsinspect CAPTURE` (this one) analyses a capture; "
+        epilog="commands: `tlsinspect PATH...` (this one) analyses captures; "
         "`tlsinspect check CAPTURE... --policy FILE` checks sessions against mTLS rules; "
         "`tlsinspect compare CAPTURE...` runs both engines and prints where they disagree; "
         "`tlsinspect live -i IFACE` follows an interface. `tlsinspect help COMMAND` (or "
         "`tlsinspect COMMAND --help`) tells more of one. Exit codes: 0 success, 2 unusable input.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
-    p.add_argument("capture", help="pcap or pcapng file (may be gzip-compressed)")
+    p.add_argument(
+        "captures",
+        nargs="+",
+        metavar="PATH",
+        help="pcap or pcapng files (may be gzip-compressed), directories (their capture files, "
+        "recursively) or globs; the files of a rotated series are read as one capture",
+    )
+    add_inputs(p)
+    p.add_argument(
+        "--follow",
+        action="store_true",
+        help="the (last) capture is still being written (tcpdump -U -w): read it as it grows, "
+        "like tail -f, going on to the next file of its series when one appears, and report "
+        "sessions as they end; Ctrl-C or SIGTERM ends, with the sessions still open and the "
+        "totals",
+    )
     p.add_argument(
         "--ca-bundle",
         metavar="FILE",
@@ -100,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str]) -> int:
-    """Analyse one capture and report its TLS sessions."""
+    """Analyse captures and report their TLS sessions."""
     args = _parser().parse_args(argv)
     try:
         anchors = read_ca_bundle(args.ca_bundle)
@@ -119,78 +145,200 @@ def main(argv: Sequence[str]) -> int:
                 f"key log {name}: no key log line in it (expected the NSS key log format: "
                 "LABEL <client random> <secret>, as SSLKEYLOGFILE writes it)",
             )
+    notes: list[str] = []
     try:
-        source = open_capture(args.capture)
-    except TlsInspectError as exc:
+        files = capture_paths(args.captures, notes)
+    except (FileNotFoundError, ValueError) as exc:
         return fail(PROG, str(exc))
-    except OSError as exc:
-        return fail(PROG, f"{args.capture}: {exc.strerror or exc}")
+    if args.follow and args.engine == "tshark":
+        return fail(PROG, "--follow reads with the builtin engine only (tshark reads whole files)")
+    inputs = plan(files, args.series, notes)
     if args.engine == "tshark":
-        source.close()  # tshark reads the file itself (it reads many formats, and some text)
         try:
             find_tshark()
         except TsharkMissing as exc:
             return fail(PROG, str(exc))
-        run: _Run = _TsharkRun(args, anchors)
-    else:
-        run = _BuiltinRun(args, source, keylogs, anchors)
+    stop = None
+    if args.follow:
+        from .live import _Stop  # SIGINT/SIGTERM end the reading, as they end `live`
+
+        stop = _Stop()
+        stop.install()
+    follow = Follow(stop.event) if stop is not None else None
+    runs = _Runs(args, inputs, keylogs, anchors, follow)
+    if runs.failed:  # the first capture cannot be read: nothing is written
+        return fail(PROG, runs.failed[0])
     try:
         out = sys.stdout if args.format in ZEEK_FORMATS else open_output(args.output)
     except OSError as exc:
-        run.close()
+        runs.close()
         return fail(PROG, f"{args.output}: {exc.strerror or exc}")
+    for note in notes:
+        print(f"{PROG}: note: {note}", file=sys.stderr)
     try:
-        return _report(args, run, out)
+        return _report(args, runs, out)
     finally:
+        if stop is not None:
+            stop.restore()
         if out is not sys.stdout:
             out.close()
 
 
-def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
+def _report(args: argparse.Namespace, runs: _Runs, out: TextIO) -> int:
     exporter = CertExport() if args.export_certs else None
     try:
-        with run:
-            records: Iterable[SessionRecord] = run.records()
-            if exporter is not None:
-                records = exporter.tap(records)
-            sessions = None
-            if args.format in ZEEK_FORMATS:
-                write_zeek(records, args.output or ".", use_json=args.format == "zeek-json")
-            elif args.format in STREAMED_FORMATS:
-                write_streamed(args.format, records, out)
-            else:
-                sessions = sorted((session_dict(r) for r in records), key=session_order)
-        problems = run.problems()
-        unusable = run.unusable()
-        if unusable is not None:
-            return fail(PROG, f"{args.capture}: {unusable}")
+        records: Iterable[SessionRecord] = runs.records()
+        if exporter is not None:
+            records = exporter.tap(records)
+        sessions = None
+        if args.format in ZEEK_FORMATS:
+            write_zeek(records, args.output or ".", use_json=args.format == "zeek-json")
+        elif args.format in STREAMED_FORMATS:
+            write_streamed(args.format, records, out)
+        elif args.follow and args.format == "table":
+            _follow_table(runs, records, out)
+        else:
+            found = [(runs.position, session_dict(r)) for r in records]
+            found.sort(key=lambda ps: (ps[0], *session_order(ps[1])))
+            sessions = [s for _, s in found]
+        if all(run.unusable() is not None for run, _n in runs.done):
+            # no capture holds a packet: one line each, and no report
+            for run, _n in runs.done:
+                fail(PROG, f"{run.name}: {run.unusable()}")
+            for failure in runs.failed:
+                fail(PROG, failure)
+            return 2
         if args.format == "json":
             json.dump(sessions, out, indent=2)
             out.write("\n")
-        elif args.format == "table":
-            out.write(render(sessions or [], run.header(len(sessions or ())), run.notes(problems)))
+        elif args.format == "table" and not args.follow:
+            out.write(render(sessions or [], runs.header(), runs.notes()))
         out.flush()
     except TsharkError as exc:
-        return fail(PROG, f"{args.capture}: {exc}")
+        return fail(PROG, f"{runs.name}: {exc}")
     except MissingPackage as exc:
         return fail(PROG, str(exc))
     except BrokenPipeError:
         silence_pipe()
         return 0
+    except KeyboardInterrupt:  # a second Ctrl-C while following: stop at once
+        return 130
     except OSError as exc:  # a Zeek log that cannot be written
         return fail(PROG, f"{exc.filename or args.output}: {exc.strerror or exc}")
     if exporter is not None and write_and_tell(exporter, args.export_certs, PROG):
         return 2
-    for p in problems if args.format != "table" else ():
-        print(f"{PROG}: {args.capture}: {p}", file=sys.stderr)
-    warning = run.warning()
-    if warning:
-        print(f"{PROG}: warning: {warning}", file=sys.stderr)
-    return 0
+    code = 0
+    for run, _n in runs.done:
+        unusable = run.unusable()
+        if unusable is not None:
+            code = fail(PROG, f"{run.name}: {unusable}")
+            continue
+        for p in run.problems() if args.format != "table" else ():
+            print(f"{PROG}: {run.name}: {p}", file=sys.stderr)
+        warning = run.warning()
+        if warning:
+            print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    for failure in runs.failed:
+        code = fail(PROG, failure)
+    return code
+
+
+def _follow_table(runs: _Runs, records: Iterable[SessionRecord], out: TextIO) -> None:
+    """The table of a followed capture: each session on one line as it is logged (as `live`
+    prints them), then the capture lines and the totals."""
+    from .live import _totals as totals_line
+    from .live import table_line
+
+    verdicts: Counter[str] = Counter()
+    out.write(f"following {runs.inputs[-1].name} as it grows; Ctrl-C to stop\n")
+    out.flush()
+    for r in records:
+        s = session_dict(r)
+        verdicts[str(s["verdict"])] += 1
+        out.write(table_line(s) + "\n")
+        out.flush()
+    lines = [runs.header(), *(f"  - {n}" for n in runs.notes()), totals_line(verdicts)]
+    out.write("\n" + "\n".join(lines) + "\n")
+
+
+class _Runs:
+    """The inputs of the command, read one after the other, each by a run of the engine; the
+    first input is opened at once (a capture that cannot be read is then said before any
+    output), the others when their turn comes. `failed`: the sentences of inputs that could
+    not be opened; `done`: the runs read, with their session counts."""
+
+    def __init__(
+        self,
+        args: argparse.Namespace,
+        inputs: list[Input],
+        keylogs: list[bytes],
+        anchors: Anchors | None,
+        follow: Follow | None,
+    ) -> None:
+        self.args = args
+        self.inputs = inputs
+        self.keylogs = keylogs
+        self.anchors = anchors
+        self.follow = follow
+        self.failed: list[str] = []
+        self.done: list[tuple[_Run, int]] = []
+        self.position = 0  # the input being read
+        self.name = inputs[0].name
+        self._first = self._open(0)
+
+    def _open(self, i: int) -> _Run | None:
+        inp = self.inputs[i]
+        follow = self.follow if i == len(self.inputs) - 1 else None  # the last one is followed
+        try:
+            source = open_input(inp, follow)
+            if self.args.engine == "tshark":
+                source.close()  # tshark reads the file itself (it reads many formats)
+                return _TsharkRun(inp, self.args.keylog, self.anchors, self.args.memory_limit)
+        except TlsInspectError as exc:
+            self.failed.append(str(exc))
+            return None
+        except OSError as exc:
+            self.failed.append(f"{inp.name}: {exc.strerror or exc}")
+            return None
+        return _BuiltinRun(self.args, inp.name, source, self.keylogs, self.anchors)
+
+    def records(self) -> Iterator[SessionRecord]:
+        for i, inp in enumerate(self.inputs):
+            run = self._first if i == 0 else self._open(i)
+            if run is None:
+                continue
+            self.position, self.name = i, inp.name
+            n = 0
+            with run:
+                for r in run.records():
+                    n += 1
+                    yield r
+            self.done.append((run, n))
+
+    def close(self) -> None:
+        if self._first is not None:
+            self._first.close()
+
+    def header(self) -> str:
+        """A line per capture read: what it held."""
+        return "\n".join(run.header(n) for run, n in self.done if run.unusable() is None)
+
+    def notes(self) -> list[str]:
+        """The problems of every capture (named when there are several) and what else the
+        engine says."""
+        many = len(self.done) > 1
+        return [
+            f"{run.name}: {p}" if many else p
+            for run, _n in self.done
+            if run.unusable() is None
+            for p in run.notes(run.problems())
+        ]
 
 
 class _Run:
     """One engine's run over the capture, as the command sees it."""
+
+    name: str  # the capture, as reports name it
 
     def __enter__(self) -> _Run:
         return self
@@ -227,11 +375,12 @@ class _BuiltinRun(_Run):
     def __init__(
         self,
         args: argparse.Namespace,
+        name: str,
         source: CaptureSource,
         keylogs: list[bytes],
         anchors: Anchors | None,
     ) -> None:
-        self.capture = args.capture
+        self.name = name
         self.source = source
         self.keyed = bool(keylogs)
         self.analyzer = Analyzer(CaptureKeys(keylogs, source.secrets), anchors, args.memory_limit)
@@ -258,7 +407,7 @@ class _BuiltinRun(_Run):
     def header(self, sessions: int) -> str:
         stats, source = self.analyzer.stats, self.source
         header = (
-            f"{self.capture}: {source.format}, {count(source.packets, 'packet')} "
+            f"{self.name}: {source.format}, {count(source.packets, 'packet')} "
             f"({stats.tcp_packets:,} TCP), {count(stats.flows, 'TCP connection')}, "
             f"{count(sessions, 'TLS session')}"
         )
@@ -284,15 +433,38 @@ class _BuiltinRun(_Run):
         if self.keyed and self.keyable and not self.decrypted:
             return (
                 f"the key log decrypts none of the {self.keyable:,} encrypted handshakes of "
-                f"{self.capture} (no client random of theirs is in it)"
+                f"{self.name} (no client random of theirs is in it)"
             )
         return None
 
 
 class _TsharkRun(_Run):
-    def __init__(self, args: argparse.Namespace, anchors: Anchors | None) -> None:
-        self.capture = args.capture
-        self.run = TsharkRun(args.capture, args.keylog, anchors, args.memory_limit)
+    """tshark on a capture; a series is first merged into one file (tshark reads one), and its
+    sessions are then given the file of the series where they started."""
+
+    def __init__(
+        self,
+        inp: Input,
+        keylog: list[str] | None,
+        anchors: Anchors | None,
+        memory_limit: Limits,
+    ) -> None:
+        self.name = inp.name
+        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        path, file_of = inp.paths[0], None
+        if len(inp.paths) > 1:
+            self._tmp = tempfile.TemporaryDirectory(prefix="tlsinspect-series-")
+            merged = merge_series(inp, self._tmp.name)
+            if merged is None:
+                raise TsharkError(f"{inp.name}: mergecap could not merge the series for tshark")
+            path, file_of = merged
+        self.run = TsharkRun(path, keylog, anchors, memory_limit)
+        if file_of is not None:
+            self.run.analyzer.logbook.file_of = file_of
+
+    def close(self) -> None:
+        if self._tmp is not None:
+            self._tmp.cleanup()
 
     def records(self) -> Iterator[SessionRecord]:
         return self.run.records()
@@ -303,6 +475,6 @@ class _TsharkRun(_Run):
     def header(self, sessions: int) -> str:
         a = self.run.analyzer
         return (
-            f"{self.capture}: tshark engine, {count(a.packets, 'TCP packet')}, "
+            f"{self.name}: tshark engine, {count(a.packets, 'TCP packet')}, "
             f"{count(a.connections, 'TCP connection')}, {count(sessions, 'TLS session')}"
         )

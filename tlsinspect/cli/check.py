@@ -12,9 +12,10 @@ import os
 import sys
 import time
 from collections.abc import Sequence
-from typing import Any
 
-from .. import analyze
+from .. import read_keylogs
+from ..capture.inputs import Input, capture_paths, open_input, plan
+from ..engines.builtin import Analyzer, CaptureKeys
 from ..errors import TlsInspectError
 from ..model import count
 from ..policy import (
@@ -28,7 +29,8 @@ from ..policy import (
     to_json,
 )
 from ..report.flat import Row, flat_row
-from .common import Parser, add_format, add_keylog
+from ..x509 import Anchors
+from .common import Parser, add_format, add_inputs, add_keylog
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -37,7 +39,14 @@ def _parser() -> argparse.ArgumentParser:
         description="Check the TLS sessions of captures against a policy of mTLS rules.",
         epilog="Exit codes: 0 all rules passed, 1 a rule failed, 2 unusable capture or policy.",
     )
-    p.add_argument("captures", nargs="+", metavar="CAPTURE", help="pcap or pcapng files")
+    p.add_argument(
+        "captures",
+        nargs="+",
+        metavar="PATH",
+        help="pcap or pcapng files, directories (their capture files) or globs; the files of a "
+        "rotated series are read as one capture",
+    )
+    add_inputs(p)
     p.add_argument("--policy", required=True, metavar="FILE", help="policy file (TOML)")
     p.add_argument("--junit", metavar="FILE", help="also write a JUnit XML report to FILE")
     add_format(
@@ -68,20 +77,19 @@ def load_policy(path: str) -> Policy:
     return parse_policy(text, path)
 
 
-def capture_rows(path: str, keylog: list[str] | None) -> tuple[list[Row], list[str]]:
-    """Flat rows of one capture (with `file`), in start-time order, and the reader's problems."""
-    sources: list[Any] = []
-    kwargs: dict[str, Any] = {"on_open": sources.append}
-    if keylog is not None:
-        kwargs["keylog"] = keylog
-    rows = []
-    for r in analyze(path, **kwargs):
-        rows.append({"file": path, **flat_row(r)})
+def capture_rows(
+    inp: Input, keylogs: list[bytes], anchors: Anchors | None = None
+) -> tuple[list[Row], list[str]]:
+    """Flat rows of one capture (a file, or a series read as one), in start-time order, and the
+    reader's problems."""
+    with open_input(inp) as source:
+        analyzer = Analyzer(CaptureKeys(keylogs, source.secrets), anchors)
+        rows = [flat_row(r) for r in analyzer.run(source)]
+        problems = list(source.problems)
+        unusable = source.unusable()
     rows.sort(key=lambda s: (str(s["start_time"]), int(s["index"])))  # type: ignore[call-overload]
-    problems = list(sources[0].problems) if sources else []
-    unusable = sources[0].unusable() if sources else None
     if unusable is not None:
-        raise TlsInspectError(f"{path}: {unusable}")
+        raise TlsInspectError(f"{inp.name}: {unusable}")
     return rows, problems
 
 
@@ -97,25 +105,31 @@ def main(argv: Sequence[str]) -> int:
             return _fail(f"{keylog}: no such key log file")
     rows: list[Row] = []
     warnings: list[str] = []
-    for path in args.captures:
+    try:
+        files = capture_paths(args.captures, warnings)
+    except (FileNotFoundError, ValueError) as exc:
+        return _fail(str(exc))
+    keylogs = read_keylogs(args.keylog)
+    inputs = plan(files, args.series, warnings)
+    for inp in inputs:
         try:
-            found, problems = capture_rows(path, args.keylog)
+            found, problems = capture_rows(inp, keylogs)
         except TlsInspectError as exc:
             return _fail(str(exc))
         except OSError as exc:
-            return _fail(f"{path}: {exc.strerror or exc}")
+            return _fail(f"{inp.name}: {exc.strerror or exc}")
         rows += found
-        warnings += [f"{path}: {p}" for p in problems]
+        warnings += [f"{inp.name}: {p}" for p in problems]
     results = evaluate(policy, rows)
     failed = any(r.failed for r in results)
     out = sys.stdout
     try:
         if args.format == "json":
-            report = json_report(results, len(rows), args.captures, args.policy)
+            report = json_report(results, len(rows), files, args.policy)
             report["warnings"] = warnings
             out.write(to_json(report))
         else:
-            n = len(args.captures)
+            n = len(inputs)  # a series is one capture
             header = (
                 f"{args.policy}: {count(len(policy.rules), 'rule')} on "
                 f"{count(len(rows), 'TLS session')} of {count(n, 'capture')}"

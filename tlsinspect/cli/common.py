@@ -94,3 +94,25 @@ def _memory_limit(text: str) -> Limits:
 def add_format(p: argparse.ArgumentParser, choices: tuple[str, ...], help: str) -> None:
     """The `--format` option; the first choice is the default."""
     p.add_argument("--format", choices=choices, default=choices[0], help=help)
+
+
+def add_inputs(p: argparse.ArgumentParser) -> None:
+    """`--series` / `--no-series`: how the files of a rotated series are read (capture.inputs)."""
+    group = p.add_mutually_exclusive_group()
+    group.add_argument(
+        "--series",
+        dest="series",
+        action="store_const",
+        const=True,
+        default=None,
+        help="read all the files given as one rotated series (one capture cut into files), in "
+        "the order of their first packet times; by default files are grouped by their names "
+        "(tcpdump -C/-G, dumpcap ring buffers: see the README)",
+    )
+    group.add_argument(
+        "--no-series",
+        dest="series",
+        action="store_const",
+        const=False,
+        help="read every file apart, even when their names make a rotated series",
+    )

@@ -189,6 +189,7 @@ class Analyzer:
         due = SweepClock().due
         tcp = 0  # TCP packets, of decided flows included
         skip = None
+        self.logbook.file_of = getattr(packets, "file_of", None)  # a capture file says which
         push = getattr(packets, "push_skip", None)
         if push is not None:
             # The hot path below, run inside a capture file reader's own loop: a packet of a

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Protocol, TypeVar
 
@@ -262,6 +262,8 @@ class Logbook:
         self.anchors = anchors  # a CA bundle: the `ca_bundle` check of every chain
         self.ready: list[SessionRecord] = []
         self.sessions = 0
+        # the capture file a session starting at a time (ns) comes from (the engine's source)
+        self.file_of: Callable[[int], str] | None = None
         self._resumable: OrderedDict[bytes, Origin] = OrderedDict()
 
     def log(
@@ -307,6 +309,7 @@ class Logbook:
             origin,
             anchors=self.anchors,
             starttls=starttls,
+            file=None if self.file_of is None else self.file_of(facts.start_ts),
         )
         self.remember(record)
         self.ready.append(record)

@@ -538,6 +538,7 @@ class TsharkRun:
         self.path = path
         self.keylogs = keylogs
         self.analyzer = TsharkAnalyzer(decrypting=bool(keylogs), anchors=anchors, limits=limits)
+        self.analyzer.logbook.file_of = lambda _ts: path
         self.decode_as: list[int] = []
         self.problems: list[str] = []  # what tshark could not read (a capture cut short)
 

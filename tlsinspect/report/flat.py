@@ -74,9 +74,6 @@ EXTRA_COLUMNS: list[tuple[str, str, str]] = [
     ),
 ]
 
-#: The one column the pandas API adds in front of the others.
-FILE_COLUMN = ("file", "string", "Path of the capture the session comes from (pandas API only).")
-
 _CATEGORIES = ("verdict", "basis", "tls_version", "client_version")
 _DATETIMES = ("start_time", "end_time")
 
@@ -102,10 +99,8 @@ def columns() -> list[tuple[str, str, str]]:
 
 
 def column_dtypes() -> dict[str, str]:
-    """The pandas dtype of each column of `read_capture()` (the `file` column included)."""
-    out = {FILE_COLUMN[0]: "string"}
-    out.update({name: _dtype(name, kind) for name, kind, _ in columns()})
-    return out
+    """The pandas dtype of each column of `read_capture()`."""
+    return {name: _dtype(name, kind) for name, kind, _ in columns()}
 
 
 #: Elastic Common Schema names, for `read_capture(..., ecs=True)`. Columns without an ECS field
@@ -155,8 +150,7 @@ def markdown_table() -> str:
     """The README's table of DataFrame columns: name, dtype, ECS name, meaning."""
     dtypes = column_dtypes()
     lines = ["| column | dtype | `ecs=True` name | meaning |", "|---|---|---|---|"]
-    rows = [FILE_COLUMN] + columns()
-    for name, _kind, doc in rows:
+    for name, _kind, doc in columns():
         lines.append(f"| `{name}` | {dtypes[name]} | `{ecs_name(name)}` | {doc} |")
         if name == "tls_version":
             for added, kind, added_doc in ECS_ADDED:

@@ -126,7 +126,7 @@ class SessionList(list[Session]):
 
 
 def _column_order(rows: list[flat.Row]) -> list[str]:
-    names = [flat.FILE_COLUMN[0]] + [n for n, _, _ in flat.columns()]
+    names = [n for n, _, _ in flat.columns()]
     seen = set(names)
     for row in rows[:1]:
         names += [k for k in row if k not in seen]

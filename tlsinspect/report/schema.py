@@ -23,6 +23,12 @@ CHAIN_ITEM = (
 )
 
 FIELDS: list[tuple[str, str, str]] = [
+    (
+        "file",
+        "string|null",
+        "Path of the capture file the session comes from; of a rotated series read as one "
+        "capture, the file where it started. Null for a live capture.",
+    ),
     ("index", "integer", "Order in which the session was logged (1-based)."),
     (
         "start_time",
@@ -159,6 +165,7 @@ def session_dict(r: SessionRecord) -> dict[str, object]:
     origin = r.origin
     auth = r.auth
     return {
+        "file": r.file,
         "index": r.index,
         "start_time": iso_time(f.start_ts),
         "end_time": iso_time(f.end_ts or f.start_ts),

@@ -204,9 +204,16 @@ def render(
     sessions: Iterable[dict[str, object]], header: str, problems: list[str] | None = None
 ) -> str:
     sessions = list(sessions)
+    many = len({s.get("file") for s in sessions}) > 1
+    if many:
+        # sessions of several captures: numbered through the report (each capture numbers its
+        # own from 1), and the file shown in a column of its own
+        sessions = [{**s, "index": n} for n, s in enumerate(sessions, 1)]
     days = {str(s["start_time"])[:10] for s in sessions if _dated(s)}
     one_day = len(days) == 1
     rows = [_row(s, one_day) for s in sessions]
+    if many:
+        rows = [[r[0], s.get("file") or "-", *r[1:]] for r, s in zip(rows, sessions, strict=True)]
     reasons = [line for s in sessions for line in _why(s)]
     chains: Chains = {}
     for s in sessions:
@@ -221,6 +228,8 @@ def render(
     headers = list(_HEADERS)
     if one_day:
         headers[1] = f"start (UTC, {days.pop()})"
+    if many:
+        headers.insert(1, "file")
     out.append(tabulate(rows, headers=headers, tablefmt="simple_grid"))
     out += ["", "Why:"] + reasons
     if chains:
