@@ -42,6 +42,7 @@ from .report.frame import (
     sessions_frame,
     to_ecs,
 )
+from .report.select import Selection, Values, selection
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -104,10 +105,12 @@ def iter_records(
     keylog: KeyLogs = None,
     progress: bool | None = None,
     ca_bundle: PathLike | None = None,
+    select: Selection | None = None,
 ) -> Iterator[tuple[str, SessionRecord, list[str]]]:
     """(file, record, problems of that file) for every session, capture by capture, in order.
 
     `problems` is the list the capture reader fills: complete once the file's last record came.
+    `select` keeps only the sessions it matches.
     """
     files = capture_paths(paths)
     bar = Progress(files, progress)
@@ -116,7 +119,8 @@ def iter_records(
             sources: list[CaptureSource] = []
             records = []
             for r in _analyze(path, keylog, sources.append, ca_bundle):
-                records.append(r)
+                if select is None or select.matches(r):
+                    records.append(r)
                 bar.update(sources[0].bytes_read)
             bar.file_done()
             problems = list(sources[0].problems) if sources else []
@@ -207,10 +211,20 @@ def _stderr_is_terminal() -> bool:
 
 
 def read_sessions(
-    paths: Paths, keylog: KeyLogs = None, *, progress: bool | None = None
+    paths: Paths,
+    keylog: KeyLogs = None,
+    *,
+    progress: bool | None = None,
+    verdict: Values = None,
+    server: Values = None,
+    port: Values = None,
+    client_identity: Values = None,
 ) -> SessionList:
-    """Every session of the captures as a `Session`, in the order of `read_capture()`."""
-    return SessionList(Session(r, f) for f, r, _ in iter_records(paths, keylog, progress))
+    """Every session of the captures as a `Session`, in the order of `read_capture()`; the
+    selection arguments as `read_capture()`'s."""
+    sel = selection(verdict, server, port, client_identity)
+    records = iter_records(paths, keylog, progress, select=sel)
+    return SessionList(Session(r, f) for f, r, _ in records)
 
 
 def read_capture(
@@ -220,16 +234,26 @@ def read_capture(
     ecs: bool = False,
     progress: bool | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
+    verdict: Values = None,
+    server: Values = None,
+    port: Values = None,
+    client_identity: Values = None,
 ) -> pd.DataFrame:
     """One row per TLS session of the captures; see the module docstring and the README.
 
     `ca_bundle`: a PEM file of trusted CAs, for the `ca_bundle` check of every chain (in
-    `chain_checks`, `client_chain_failed`, `server_chain_failed`).
+    `chain_checks`, `client_chain_failed`, `server_chain_failed`). `verdict`, `server`, `port`
+    and `client_identity` keep only the sessions the command line's options of those names
+    keep (a value or a list each; `tlsinspect.report.select` says what they match).
+
+    Raises:
+        ValueError: a selection value that means nothing, before any capture is read.
     """
     require("pandas", "read_capture()")  # before the analysis, not after it
+    sel = selection(verdict, server, port, client_identity)
     rows: list[flat.Row] = []
     problems: dict[str, list[str]] = {}
-    for path, r, found in iter_records(paths, keylog, progress, ca_bundle):
+    for path, r, found in iter_records(paths, keylog, progress, ca_bundle, sel):
         row: flat.Row = {"file": path, **flat.flat_row(r)}
         row["start_time"] = r.facts.start_ts
         row["end_time"] = r.facts.end_ts or r.facts.start_ts

@@ -24,6 +24,7 @@ from ..model import count
 from ..record import SessionRecord
 from ..report.export import CertExport, write_and_tell
 from ..report.schema import session_dict
+from ..report.select import VERDICTS, Selection, selection
 from ..report.stream import STREAMED_FORMATS, write_streamed
 from ..report.table import render
 from ..report.zeek import write_zeek
@@ -86,12 +87,55 @@ def _parser() -> argparse.ArgumentParser:
         help="builtin (default): tlsinspect's own dissector; tshark: Wireshark's dissectors "
         "through pyshark (slower, a second opinion; `tlsinspect compare` runs both)",
     )
+    _add_selection(p)
     return p
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    """The options that select sessions, as a display filter does (`report.select`)."""
+    g = p.add_argument_group(
+        "selecting sessions",
+        "Keep only some sessions, in every format. Each option may be repeated: the values of "
+        "one option are alternatives (ORed), different options must all hold (ANDed). Globs "
+        "as in the shell (*, ?, [...]), without case. The table's header then says "
+        "'N of M TLS sessions shown'; other formats say it on stderr.",
+    )
+    g.add_argument(
+        "--verdict",
+        action="append",
+        metavar="V",
+        help=f"sessions with this verdict ({', '.join(VERDICTS)}); a comma-separated list too",
+    )
+    g.add_argument(
+        "--server",
+        action="append",
+        metavar="GLOB",
+        help="server address, address:port ([v6]:port), SNI, or a name of the server "
+        "certificate (CN, DNS SAN; TLS 1.3 without keys: address and SNI only)",
+    )
+    g.add_argument(
+        "--port",
+        action="append",
+        metavar="N",
+        help="server port, or a range such as 8000-8999; a comma-separated list too",
+    )
+    g.add_argument(
+        "--client-identity",
+        action="append",
+        metavar="GLOB",
+        help="client certificate: its CN, a SAN (spiffe://..., DNS, email), or a prefix of its "
+        "SHA-256 fingerprint (8 hex digits or more)",
+    )
 
 
 def main(argv: Sequence[str]) -> int:
     """Analyse one capture and report its TLS sessions."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        args.selection = selection(args.verdict, args.server, args.port, args.client_identity)
+    except ValueError as exc:
+        parser.error(str(exc))
     try:
         anchors = read_ca_bundle(args.ca_bundle)
     except OSError as exc:
@@ -140,7 +184,8 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
     exporter = CertExport() if args.export_certs else None
     try:
         with run:
-            records: Iterable[SessionRecord] = run.records()
+            shown = _Shown(args.selection, run.records())
+            records: Iterable[SessionRecord] = shown
             if exporter is not None:
                 records = exporter.tap(records)
             sessions = None
@@ -158,7 +203,8 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
             json.dump(sessions, out, indent=2)
             out.write("\n")
         elif args.format == "table":
-            out.write(render(sessions or [], run.header(len(sessions or ())), run.notes(problems)))
+            header = run.header(shown.total, shown.kept if args.selection else None)
+            out.write(render(sessions or [], header, run.notes(problems)))
         out.flush()
     except TsharkError as exc:
         return fail(PROG, f"{args.capture}: {exc}")
@@ -173,10 +219,37 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
         return 2
     for p in problems if args.format != "table" else ():
         print(f"{PROG}: {args.capture}: {p}", file=sys.stderr)
+    if args.selection and args.format != "table":
+        print(f"{PROG}: {args.capture}: {_sessions(shown.total, shown.kept)}", file=sys.stderr)
     warning = run.warning()
     if warning:
         print(f"{PROG}: warning: {warning}", file=sys.stderr)
     return 0
+
+
+class _Shown:
+    """The records a selection keeps, counted as they go by: how many there were, how many
+    were kept."""
+
+    def __init__(self, sel: Selection, records: Iterable[SessionRecord]) -> None:
+        self.sel = sel
+        self.records = records
+        self.total = 0
+        self.kept = 0
+
+    def __iter__(self) -> Iterator[SessionRecord]:
+        for r in self.records:
+            self.total += 1
+            if not self.sel or self.sel.matches(r):
+                self.kept += 1
+                yield r
+
+
+def _sessions(total: int, shown: int | None = None) -> str:
+    """'13 TLS sessions', or with a selection '3 of 13 TLS sessions shown'."""
+    if shown is None:
+        return count(total, "TLS session")
+    return f"{shown:,} of {count(total, 'TLS session')} shown"
 
 
 class _Run:
@@ -202,7 +275,8 @@ class _Run:
         """Why the capture cannot be used at all (no packet could be read), else None."""
         return None
 
-    def header(self, sessions: int) -> str:
+    def header(self, sessions: int, shown: int | None = None) -> str:
+        """The table's first line; `shown`: how many of the `sessions` a selection kept."""
         raise NotImplementedError
 
     def notes(self, problems: list[str]) -> list[str]:
@@ -245,12 +319,12 @@ class _BuiltinRun(_Run):
     def unusable(self) -> str | None:
         return self.source.unusable()
 
-    def header(self, sessions: int) -> str:
+    def header(self, sessions: int, shown: int | None = None) -> str:
         stats, source = self.analyzer.stats, self.source
         header = (
             f"{self.capture}: {source.format}, {count(source.packets, 'packet')} "
             f"({stats.tcp_packets:,} TCP), {count(stats.flows, 'TCP connection')}, "
-            f"{count(sessions, 'TLS session')}"
+            f"{_sessions(sessions, shown)}"
         )
         if self.keyed or source.secrets:
             header += f"; {self.decrypted:,} of {self.keyable:,} decrypted with the key log"
@@ -290,9 +364,9 @@ class _TsharkRun(_Run):
     def problems(self) -> list[str]:
         return self.run.problems
 
-    def header(self, sessions: int) -> str:
+    def header(self, sessions: int, shown: int | None = None) -> str:
         a = self.run.analyzer
         return (
             f"{self.capture}: tshark engine, {count(a.packets, 'TCP packet')}, "
-            f"{count(a.connections, 'TCP connection')}, {count(sessions, 'TLS session')}"
+            f"{count(a.connections, 'TCP connection')}, {_sessions(sessions, shown)}"
         )
