@@ -28,7 +28,7 @@ from .errors import (
 if TYPE_CHECKING:
     from .capture import CaptureSource
     from .model import Basis, Verdict
-    from .notebook import read_capture, read_certificates, read_sessions
+    from .notebook import read_capture, read_certificates, read_sessions, summary
     from .record import SessionRecord
     from .report.frame import Session
     from .report.select import Values
@@ -47,6 +47,7 @@ __all__ = [
     "read_capture",
     "read_certificates",
     "read_sessions",
+    "summary",
     "Session",
     # the exceptions (tlsinspect.errors draws their tree)
     "TlsInspectError",
@@ -73,6 +74,7 @@ _LAZY = {
     "read_capture": "tlsinspect.notebook",
     "read_certificates": "tlsinspect.notebook",
     "read_sessions": "tlsinspect.notebook",
+    "summary": "tlsinspect.notebook",
     "Session": "tlsinspect.report.frame",
 }
 

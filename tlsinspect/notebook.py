@@ -12,6 +12,8 @@ command line never loads them. `read_sessions()` needs neither.
   it came from, the side that sent it and its position (0 = leaf).
 - `read_sessions(paths)`: `Session` objects, which render in a notebook as verdict, reason and the
   two chains as trees.
+- `summary(paths or frame)`: one row per server (`report.summary`): sessions per verdict, the
+  names it answered for, the client identities and issuers seen, the TLS versions.
 
 Several captures are read at once from a list, a glob (`"captures/*.pcap*"`) or both. Rows come
 in the order of the JSON output (start time, then index) capture by capture.
@@ -40,9 +42,11 @@ from .report.frame import (
     certificates_frame,
     is_frame,
     sessions_frame,
+    summary_frame,
     to_ecs,
 )
 from .report.select import Selection, Values, selection
+from .report.summary import summarize
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -274,3 +278,26 @@ def read_certificates(
     if is_frame(source):
         return certificates_frame(source)
     return certificates_frame(read_capture(source, keylog, progress=progress))
+
+
+def summary(
+    source: Paths | pd.DataFrame,
+    keylog: KeyLogs = None,
+    *,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """One row per server (address and port) of the captures, or of a `read_capture()` frame
+    (for a selection, select when reading: `summary(read_capture(path, verdict="mutual"))`).
+    The columns are `report.summary.SUMMARY_FIELDS`, as `tlsinspect --summary` writes them.
+
+    Raises:
+        ValueError: a frame that is not a `read_capture()` frame (`ecs=True` names its
+            columns otherwise).
+    """
+    frame: Any = source if is_frame(source) else read_capture(source, keylog, progress=progress)
+    missing = {"server_ip", "server_port", "verdict", "client_subject_cn"} - set(frame.columns)
+    if missing:
+        raise ValueError(
+            f"not a read_capture() frame (ecs=False): no column {', '.join(sorted(missing))}"
+        )
+    return summary_frame(summarize(frame.to_dict("records")))

@@ -3,13 +3,11 @@ each option keeps exactly the sessions the recording's ground truth says it must
 
 from __future__ import annotations
 
-import functools
-import json
 from collections import Counter
-from pathlib import Path
 
 import pytest
-from helpers import OWN, blind_verdict
+from helpers import OWN
+from truthcases import CASES, analysed, case_id, truth_sessions
 
 import tlsinspect
 from tlsinspect.record import SessionRecord
@@ -65,42 +63,6 @@ def test_fingerprints_and_bracketed_addresses():
 # -- on the recorded captures -------------------------------------------------------------------
 
 
-def _cases() -> list[tuple[Path, bool]]:
-    """(truth file, with its key log): every recording without keys but those of other stacks
-    (where TLS 1.3 may stay undecided without keys: tests/e2e/test_stacks.py), and with its key
-    log every recording whose sessions all logged their secrets."""
-    out = []
-    for truth in sorted(OWN.glob("*.truth.json")):
-        doc = json.loads(truth.read_text())
-        if not truth.name.startswith("stack_"):
-            out.append((truth, False))
-        if doc.get("keylog") and all(t.get("keyed", True) for t in doc["sessions"]):
-            out.append((truth, True))
-    return out
-
-
-CASES = _cases()
-
-
-def _id(case: tuple[Path, bool]) -> str:
-    return case[0].name.removesuffix(".truth.json") + ("+keys" if case[1] else "")
-
-
-@functools.cache
-def _records(truth: Path, keyed: bool) -> tuple[SessionRecord, ...]:
-    doc = json.loads(truth.read_text())
-    keylog = OWN / doc["keylog"] if keyed else None
-    return tuple(tlsinspect.analyze(OWN / doc["capture"], keylog=keylog))
-
-
-def _truth(truth: Path, keyed: bool) -> list[dict]:
-    """The truth's sessions, each with the verdict the capture must get (`expected`)."""
-    out = []
-    for t in json.loads(truth.read_text())["sessions"]:
-        out.append({**t, "expected": t["verdict"] if keyed else blind_verdict(t)})
-    return out
-
-
 def _servers(records) -> Counter:
     return Counter((r.server[0], r.server[1]) for r in records)
 
@@ -113,9 +75,9 @@ def test_there_are_cases():
     assert len(CASES) >= 10, CASES
 
 
-@pytest.mark.parametrize("case", CASES, ids=_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_verdict_keeps_exactly_the_sessions_of_that_verdict(case):
-    records, truth = _records(*case), _truth(*case)
+    records, truth = analysed(*case), truth_sessions(*case)
     assert len(records) == len(truth)
     for v in VERDICTS:
         kept = list(selection(verdict=v).filter(records))
@@ -126,9 +88,9 @@ def test_verdict_keeps_exactly_the_sessions_of_that_verdict(case):
     )
 
 
-@pytest.mark.parametrize("case", CASES, ids=_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_port_and_server_address_keep_exactly_those_servers(case):
-    records, truth = _records(*case), _truth(*case)
+    records, truth = analysed(*case), truth_sessions(*case)
     ports = sorted({t["server_port"] for t in truth})
     low = ports[: max(1, len(ports) // 2)]
     span = f"{low[0]}-{low[-1]}"
@@ -149,9 +111,9 @@ def test_port_and_server_address_keep_exactly_those_servers(case):
             assert _servers(kept) == _truth_servers(expected), pattern
 
 
-@pytest.mark.parametrize("case", CASES, ids=_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_options_are_anded(case):
-    records, truth = _records(*case), _truth(*case)
+    records, truth = analysed(*case), truth_sessions(*case)
     port = truth[0]["server_port"]
     kept = list(selection(verdict="mutual", port=port).filter(records))
     assert _servers(kept) == _truth_servers(
@@ -169,9 +131,9 @@ def _visible_client_cn(t: dict, keyed: bool) -> str | None:
     return t["client_chain"][0]
 
 
-@pytest.mark.parametrize("case", CASES, ids=_id)
+@pytest.mark.parametrize("case", CASES, ids=case_id)
 def test_client_identity_keeps_exactly_the_sessions_of_that_certificate(case):
-    records, truth = _records(*case), _truth(*case)
+    records, truth = analysed(*case), truth_sessions(*case)
     names = Counter(_visible_client_cn(t, case[1]) for t in truth)
     for cn in names:
         if cn is None:
@@ -197,7 +159,7 @@ def _client_sans(r: SessionRecord) -> tuple[str, ...]:
 
 
 def test_client_identity_by_fingerprint_prefix():
-    records = _records(OWN / "tls12.truth.json", False)
+    records = analysed(OWN / "tls12.truth.json", False)
     sent = [r for r in records if r.facts.client_certs]
     assert sent
     from tlsinspect.x509 import cert_info
@@ -215,8 +177,8 @@ def test_client_identity_by_fingerprint_prefix():
 def test_server_names_match_sni_and_certificate_without_case():
     from tlsinspect.x509 import cert_info
 
-    records = _records(OWN / "certs.truth.json", False)
-    truth = _truth(OWN / "certs.truth.json", False)
+    records = analysed(OWN / "certs.truth.json", False)
+    truth = truth_sessions(OWN / "certs.truth.json", False)
     for sni in {t["sni"] for t in truth if t["sni"]}:
         kept = list(selection(server=sni.upper()).filter(records))
         # every session that asked for the name is kept; another only when its certificate
@@ -232,7 +194,7 @@ def test_server_names_match_sni_and_certificate_without_case():
 
 def test_the_python_api_takes_the_same_selection():
     path = OWN / "tls12.pcapng"
-    truth = _truth(OWN / "tls12.truth.json", False)
+    truth = truth_sessions(OWN / "tls12.truth.json", False)
     mutual = tlsinspect.sessions(path, verdict="mutual")
     assert len(mutual) == sum(t["expected"] == "mutual" for t in truth)
     assert {s["verdict"] for s in mutual} == {"mutual"}

@@ -23,9 +23,11 @@ from ..errors import MissingPackage, TlsInspectError
 from ..model import count
 from ..record import SessionRecord
 from ..report.export import CertExport, write_and_tell
+from ..report.flat import flat_row
 from ..report.schema import session_dict
 from ..report.select import VERDICTS, Selection, selection
 from ..report.stream import STREAMED_FORMATS, write_streamed
+from ..report.summary import SUMMARY_FORMATS, summarize, write_summary
 from ..report.table import render
 from ..report.zeek import write_zeek
 from ..tls.keylog import parse_keylog
@@ -126,6 +128,13 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
         help="client certificate: its CN, a SAN (spiffe://..., DNS, email), or a prefix of its "
         "SHA-256 fingerprint (8 hex digits or more)",
     )
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="one row per server (address:port) instead of one per session: the names it "
+        "answered for (SNI, certificate CN), sessions per verdict, the client identities and "
+        "issuers seen, TLS versions; after the selection; --format table, json, jsonl or csv",
+    )
 
 
 def main(argv: Sequence[str]) -> int:
@@ -136,6 +145,8 @@ def main(argv: Sequence[str]) -> int:
         args.selection = selection(args.verdict, args.server, args.port, args.client_identity)
     except ValueError as exc:
         parser.error(str(exc))
+    if args.summary and args.format not in SUMMARY_FORMATS:
+        parser.error(f"--summary is written as {', '.join(SUMMARY_FORMATS)}, not {args.format}")
     try:
         anchors = read_ca_bundle(args.ca_bundle)
     except OSError as exc:
@@ -188,8 +199,10 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
             records: Iterable[SessionRecord] = shown
             if exporter is not None:
                 records = exporter.tap(records)
-            sessions = None
-            if args.format in ZEEK_FORMATS:
+            sessions = summary = None
+            if args.summary:
+                summary = summarize(flat_row(r) for r in records)
+            elif args.format in ZEEK_FORMATS:
                 write_zeek(records, args.output or ".", use_json=args.format == "zeek-json")
             elif args.format in STREAMED_FORMATS:
                 write_streamed(args.format, records, out)
@@ -199,11 +212,13 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
         unusable = run.unusable()
         if unusable is not None:
             return fail(PROG, f"{args.capture}: {unusable}")
-        if args.format == "json":
+        header = run.header(shown.total, shown.kept if args.selection else None)
+        if summary is not None:
+            write_summary(args.format, summary, out, header, run.notes(problems))
+        elif args.format == "json":
             json.dump(sessions, out, indent=2)
             out.write("\n")
         elif args.format == "table":
-            header = run.header(shown.total, shown.kept if args.selection else None)
             out.write(render(sessions or [], header, run.notes(problems)))
         out.flush()
     except TsharkError as exc:
