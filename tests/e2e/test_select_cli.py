@@ -77,9 +77,10 @@ def test_a_selection_that_keeps_nothing():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--verdict", "two-way"], "'two-way' is not a verdict (one of mutual, one-way, "),
+        (["--verdict", "two-way"], "'two-way' is not a verdict (did you mean one-way? one of mutual, "),
         (["--port", "70000"], "'70000' is not a port"),
-        (["--server", ""], "an empty server pattern matches nothing"),
+        (["--server", ""], "an empty server pattern keeps nothing"),
+        (["--verdict", ""], "an empty verdict keeps nothing"),
     ],
 )
 def test_a_wrong_selection_is_one_line_and_exit_2(args, message):

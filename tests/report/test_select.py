@@ -29,20 +29,34 @@ def test_a_wrong_verdict_names_every_verdict():
         assert v in str(exc.value)
 
 
-@pytest.mark.parametrize("word", ["99999", "http", "9000-8000", "-1", "80-", ""])
+def test_a_close_verdict_is_suggested():
+    with pytest.raises(ValueError, match="did you mean one-way"):
+        selection(verdict="oneway")
+
+
+@pytest.mark.parametrize("word", ["99999", "http", "9000-8000", "-1", "80-"])
 def test_a_wrong_port_is_refused(word):
-    if not word:
-        assert selection(port=word) == Selection()  # nothing given: no selection
-        return
     with pytest.raises(ValueError, match="is not a port"):
         selection(port=word)
 
 
-def test_an_empty_glob_is_refused():
-    with pytest.raises(ValueError, match="empty server pattern"):
-        selection(server=" ")
-    with pytest.raises(ValueError, match="empty client identity pattern"):
-        selection(client_identity=[""])
+@pytest.mark.parametrize(
+    "given, message",
+    [
+        ({"server": " "}, "an empty server pattern keeps nothing"),
+        ({"client_identity": [""]}, "an empty client identity pattern keeps nothing"),
+        ({"verdict": ""}, "an empty verdict keeps nothing"),
+        ({"port": "443,"}, "an empty port keeps nothing"),
+    ],
+)
+def test_an_empty_value_is_refused(given, message):
+    """`--verdict "$V"` with V unset must not quietly keep every session."""
+    with pytest.raises(ValueError, match=message):
+        selection(**given)
+
+
+def test_nothing_given_keeps_everything():
+    assert selection() == Selection() and not selection(verdict=[], port=None)
 
 
 def test_values_split_and_deduplicated():

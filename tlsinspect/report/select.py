@@ -29,6 +29,7 @@ the sessions on port 8443 that were mutual or one-way.
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -106,14 +107,16 @@ def selection(
 
     Raises:
         ValueError: a word that is no verdict (the message lists them), a port that is no
-            number from 0 to 65535 or a range whose start is after its end, an empty glob.
+            number from 0 to 65535 or a range whose start is after its end, an empty value.
     """
     verdicts = []
-    for v in _split(verdict):
+    for v in _split(verdict, "verdict"):
         if v not in VERDICTS:
-            raise ValueError(f"{v!r} is not a verdict (one of {', '.join(VERDICTS)})")
+            close = difflib.get_close_matches(v, VERDICTS, n=1)
+            hint = f"did you mean {close[0]}? " if close else ""
+            raise ValueError(f"{v!r} is not a verdict ({hint}one of {', '.join(VERDICTS)})")
         verdicts.append(v)
-    ports = [_port_range(p) for p in _split(port)]
+    ports = [_port_range(p) for p in _split(port, "port")]
     servers = [_server_glob(g) for g in _words(server, "server")]
     identities, prints = [], []
     for g in _words(client_identity, "client identity"):
@@ -180,9 +183,12 @@ def _values(value: Values) -> list[str]:
     return [str(v) for v in value]
 
 
-def _split(value: Values) -> list[str]:
+def _split(value: Values, option: str) -> list[str]:
     """The words of a verdict or port option: each value, and each comma-separated part."""
-    return [w.strip() for v in _values(value) for w in v.split(",") if w.strip()]
+    words = [w.strip() for v in _values(value) for w in v.split(",")]
+    if "" in words:  # `--verdict "$V"` with V unset must not quietly keep everything
+        raise ValueError(f"an empty {option} keeps nothing: give one, or leave the option out")
+    return words
 
 
 def _words(value: Values, option: str) -> list[str]:
@@ -190,7 +196,9 @@ def _words(value: Values, option: str) -> list[str]:
     out = []
     for v in _values(value):
         if not v.strip():
-            raise ValueError(f"an empty {option} pattern matches nothing")
+            raise ValueError(
+                f"an empty {option} pattern keeps nothing: give one, or leave the option out"
+            )
         out.append(v.strip())
     return out
 
