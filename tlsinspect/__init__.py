@@ -28,9 +28,10 @@ from .errors import (
 if TYPE_CHECKING:
     from .capture import CaptureSource
     from .model import Basis, Verdict
-    from .notebook import read_capture, read_certificates, read_sessions
+    from .notebook import read_capture, read_certificates, read_sessions, summary
     from .record import SessionRecord
     from .report.frame import Session
+    from .report.select import Values
     from .x509 import Anchors
 
 __all__ = [
@@ -46,6 +47,7 @@ __all__ = [
     "read_capture",
     "read_certificates",
     "read_sessions",
+    "summary",
     "Session",
     # the exceptions (tlsinspect.errors draws their tree)
     "TlsInspectError",
@@ -72,6 +74,7 @@ _LAZY = {
     "read_capture": "tlsinspect.notebook",
     "read_certificates": "tlsinspect.notebook",
     "read_sessions": "tlsinspect.notebook",
+    "summary": "tlsinspect.notebook",
     "Session": "tlsinspect.report.frame",
 }
 
@@ -140,15 +143,28 @@ def sessions(
     *,
     keylog: str | PathLike[str] | list[str | PathLike[str]] | None = None,
     ca_bundle: str | PathLike[str] | None = None,
+    verdict: Values = None,
+    server: Values = None,
+    port: Values = None,
+    client_identity: Values = None,
 ) -> list[dict[str, object]]:
     """Every TLS session of a capture as a dict with the JSON output's fields.
 
     `ca_bundle`: a PEM file of trusted CAs; each chain's `chain_checks` then has the
-    `ca_bundle` check, as with `tlsinspect --ca-bundle`.
+    `ca_bundle` check, as with `tlsinspect --ca-bundle`. `verdict`, `server`, `port` and
+    `client_identity` keep only some sessions, as the command line's options of those names
+    do (`tlsinspect.report.select`): a value or a list of values each.
+
+    Raises:
+        ValueError: a selection value that means nothing (the message says why), before the
+            capture is read.
     """
     from .report.schema import session_dict
+    from .report.select import selection
 
-    return [session_dict(r) for r in analyze(path, keylog=keylog, ca_bundle=ca_bundle)]
+    sel = selection(verdict, server, port, client_identity)
+    records = analyze(path, keylog=keylog, ca_bundle=ca_bundle)
+    return [session_dict(r) for r in sel.filter(records)]
 
 
 def read_ca_bundle(path: str | PathLike[str] | None) -> Anchors | None:

@@ -12,6 +12,8 @@ command line never loads them. `read_sessions()` needs neither.
   it came from, the side that sent it and its position (0 = leaf).
 - `read_sessions(paths)`: `Session` objects, which render in a notebook as verdict, reason and the
   two chains as trees.
+- `summary(paths or frame)`: one row per server (`report.summary`): sessions per verdict, the
+  names it answered for, the client identities and issuers seen, the TLS versions.
 
 Several captures are read at once from a list, a glob (`"captures/*.pcap*"`), a directory (its
 capture files, recursively) or all of these. The files of a rotated series (tcpdump -C/-G,
@@ -46,8 +48,11 @@ from .report.frame import (
     certificates_frame,
     is_frame,
     sessions_frame,
+    summary_frame,
     to_ecs,
 )
+from .report.select import Selection, Values, selection
+from .report.summary import summarize
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -80,6 +85,7 @@ def iter_records(
     ca_bundle: PathLike | None = None,
     series: bool | None = None,
     notes: list[str] | None = None,
+    select: Selection | None = None,
 ) -> Iterator[tuple[str, SessionRecord, list[str]]]:
     """(file, record, problems of its capture) for every session, capture by capture, in order.
 
@@ -87,6 +93,7 @@ def iter_records(
     files of a rotated series are read as one capture (`series`: None by their names, True all
     as one, False each apart; see `capture.inputs`). `notes` gets what the expansion skipped
     and the series not read as one. `problems` is complete once the capture's last record came.
+    `select` keeps only the sessions it matches.
     """
     notes = notes if notes is not None else []
     files = capture_paths(paths, notes)
@@ -100,7 +107,8 @@ def iter_records(
                 analyzer = Analyzer(CaptureKeys(keylogs, source.secrets), anchors)
                 records = []
                 for r in analyzer.run(source):
-                    records.append(r)
+                    if select is None or select.matches(r):
+                        records.append(r)
                     bar.update(source.bytes_read)
                 problems = list(source.problems)
             bar.file_done(len(inp.paths))
@@ -199,9 +207,15 @@ def read_sessions(
     *,
     progress: bool | None = None,
     series: bool | None = None,
+    verdict: Values = None,
+    server: Values = None,
+    port: Values = None,
+    client_identity: Values = None,
 ) -> SessionList:
-    """Every session of the captures as a `Session`, in the order of `read_capture()`."""
-    records = iter_records(paths, keylog, progress, series=series)
+    """Every session of the captures as a `Session`, in the order of `read_capture()`; the
+    series and selection arguments as `read_capture()`'s."""
+    sel = selection(verdict, server, port, client_identity)
+    records = iter_records(paths, keylog, progress, series=series, select=sel)
     return SessionList(Session(r, f) for f, r, _ in records)
 
 
@@ -213,19 +227,29 @@ def read_capture(
     progress: bool | None = None,
     ca_bundle: str | os.PathLike[str] | None = None,
     series: bool | None = None,
+    verdict: Values = None,
+    server: Values = None,
+    port: Values = None,
+    client_identity: Values = None,
 ) -> pd.DataFrame:
     """One row per TLS session of the captures; see the module docstring and the README.
 
     `ca_bundle`: a PEM file of trusted CAs, for the `ca_bundle` check of every chain (in
     `chain_checks`, `client_chain_failed`, `server_chain_failed`). `series`: None reads the
     files of a rotated series as one capture (by their names), True all files as one series,
-    False each file apart.
+    False each file apart. `verdict`, `server`, `port`
+    and `client_identity` keep only the sessions the command line's options of those names
+    keep (a value or a list each; `tlsinspect.report.select` says what they match).
+
+    Raises:
+        ValueError: a selection value that means nothing, before any capture is read.
     """
     require("pandas", "read_capture()")  # before the analysis, not after it
+    sel = selection(verdict, server, port, client_identity)
     rows: list[flat.Row] = []
     problems: dict[str, list[str]] = {}
     notes: list[str] = []
-    for path, r, found in iter_records(paths, keylog, progress, ca_bundle, series, notes):
+    for path, r, found in iter_records(paths, keylog, progress, ca_bundle, series, notes, sel):
         row: flat.Row = {**flat.flat_row(r), "file": path}
         row["start_time"] = r.facts.start_ts
         row["end_time"] = r.facts.end_ts or r.facts.start_ts
@@ -247,3 +271,26 @@ def read_certificates(
     if is_frame(source):
         return certificates_frame(source)
     return certificates_frame(read_capture(source, keylog, progress=progress))
+
+
+def summary(
+    source: Paths | pd.DataFrame,
+    keylog: KeyLogs = None,
+    *,
+    progress: bool | None = None,
+) -> pd.DataFrame:
+    """One row per server (address and port) of the captures, or of a `read_capture()` frame
+    (for a selection, select when reading: `summary(read_capture(path, verdict="mutual"))`).
+    The columns are `report.summary.SUMMARY_FIELDS`, as `tlsinspect --summary` writes them.
+
+    Raises:
+        ValueError: a frame that is not a `read_capture()` frame (`ecs=True` names its
+            columns otherwise).
+    """
+    frame: Any = source if is_frame(source) else read_capture(source, keylog, progress=progress)
+    missing = {"server_ip", "server_port", "verdict", "client_subject_cn"} - set(frame.columns)
+    if missing:
+        raise ValueError(
+            f"not a read_capture() frame (ecs=False): no column {', '.join(sorted(missing))}"
+        )
+    return summary_frame(summarize(frame.to_dict("records")))

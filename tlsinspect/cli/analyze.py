@@ -33,8 +33,11 @@ from ..errors import MissingPackage, TlsInspectError
 from ..model import count
 from ..record import SessionRecord
 from ..report.export import CertExport, write_and_tell
+from ..report.flat import flat_row
 from ..report.schema import session_dict
+from ..report.select import VERDICTS, selection
 from ..report.stream import STREAMED_FORMATS, write_streamed
+from ..report.summary import SUMMARY_FORMATS, summarize, write_summary
 from ..report.table import render
 from ..report.zeek import write_zeek
 from ..tls.keylog import parse_keylog
@@ -122,12 +125,64 @@ def _parser() -> argparse.ArgumentParser:
         "through pyshark (slower, a second opinion; `tlsinspect compare` runs both)",
     )
     add_memory_limit(p)
+    _add_selection(p)
     return p
+
+
+def _add_selection(p: argparse.ArgumentParser) -> None:
+    """The options that select sessions, as a display filter does (`report.select`)."""
+    g = p.add_argument_group(
+        "selecting sessions",
+        "Keep only some sessions, in every format. Each option may be repeated: the values of "
+        "one option are alternatives (ORed), different options must all hold (ANDed). Globs "
+        "as in the shell (*, ?, [...]), without case. The table's header then says "
+        "'N of M TLS sessions shown'; other formats say it on stderr.",
+    )
+    g.add_argument(
+        "--verdict",
+        action="append",
+        metavar="V",
+        help=f"sessions with this verdict ({', '.join(VERDICTS)}); a comma-separated list too",
+    )
+    g.add_argument(
+        "--server",
+        action="append",
+        metavar="GLOB",
+        help="server address, address:port ([v6]:port), SNI, or a name of the server "
+        "certificate (CN, DNS SAN; TLS 1.3 without keys: address and SNI only)",
+    )
+    g.add_argument(
+        "--port",
+        action="append",
+        metavar="N",
+        help="server port, or a range such as 8000-8999; a comma-separated list too",
+    )
+    g.add_argument(
+        "--client-identity",
+        action="append",
+        metavar="GLOB",
+        help="client certificate: its CN, a SAN (spiffe://..., DNS, email), or a prefix of its "
+        "SHA-256 fingerprint (8 hex digits or more)",
+    )
+    p.add_argument(
+        "--summary",
+        action="store_true",
+        help="one row per server (address:port) instead of one per session: the names it "
+        "answered for (SNI, certificate CN), sessions per verdict, the client identities and "
+        "issuers seen, TLS versions; after the selection; --format table, json, jsonl or csv",
+    )
 
 
 def main(argv: Sequence[str]) -> int:
     """Analyse captures and report their TLS sessions."""
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        args.selection = selection(args.verdict, args.server, args.port, args.client_identity)
+    except ValueError as exc:
+        parser.error(str(exc))
+    if args.summary and args.format not in SUMMARY_FORMATS:
+        parser.error(f"--summary is written as {', '.join(SUMMARY_FORMATS)}, not {args.format}")
     try:
         anchors = read_ca_bundle(args.ca_bundle)
     except OSError as exc:
@@ -190,8 +245,10 @@ def _report(args: argparse.Namespace, runs: _Runs, out: TextIO) -> int:
         records: Iterable[SessionRecord] = runs.records()
         if exporter is not None:
             records = exporter.tap(records)
-        sessions = None
-        if args.format in ZEEK_FORMATS:
+        sessions = summary = None
+        if args.summary:
+            summary = summarize(flat_row(r) for r in records)
+        elif args.format in ZEEK_FORMATS:
             write_zeek(records, args.output or ".", use_json=args.format == "zeek-json")
         elif args.format in STREAMED_FORMATS:
             write_streamed(args.format, records, out)
@@ -208,7 +265,9 @@ def _report(args: argparse.Namespace, runs: _Runs, out: TextIO) -> int:
             for failure in runs.failed:
                 fail(PROG, failure)
             return 2
-        if args.format == "json":
+        if summary is not None:
+            write_summary(args.format, summary, out, runs.header(), runs.notes())
+        elif args.format == "json":
             json.dump(sessions, out, indent=2)
             out.write("\n")
         elif args.format == "table" and not args.follow:
@@ -238,6 +297,9 @@ def _report(args: argparse.Namespace, runs: _Runs, out: TextIO) -> int:
         warning = run.warning()
         if warning:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
+    if args.selection and args.format != "table":
+        total = sum(n for _run, n in runs.done)
+        print(f"{PROG}: {_sessions(total, sum(runs.kept))}", file=sys.stderr)
     for failure in runs.failed:
         code = fail(PROG, failure)
     return code
@@ -282,6 +344,7 @@ class _Runs:
         self.follow = follow
         self.failed: list[str] = []
         self.done: list[tuple[_Run, int]] = []
+        self.kept: list[int] = []  # of each run done, the sessions the selection kept
         self.position = 0  # the input being read
         self.name = inputs[0].name
         self._first = self._open(0)
@@ -308,12 +371,16 @@ class _Runs:
             if run is None:
                 continue
             self.position, self.name = i, inp.name
-            n = 0
+            n = kept = 0
+            sel = self.args.selection
             with run:
                 for r in run.records():
                     n += 1
-                    yield r
+                    if not sel or sel.matches(r):
+                        kept += 1
+                        yield r
             self.done.append((run, n))
+            self.kept.append(kept)
 
     def close(self) -> None:
         if self._first is not None:
@@ -321,7 +388,12 @@ class _Runs:
 
     def header(self) -> str:
         """A line per capture read: what it held."""
-        return "\n".join(run.header(n) for run, n in self.done if run.unusable() is None)
+        sel = self.args.selection
+        return "\n".join(
+            run.header(n, kept if sel else None)
+            for (run, n), kept in zip(self.done, self.kept, strict=True)
+            if run.unusable() is None
+        )
 
     def notes(self) -> list[str]:
         """The problems of every capture (named when there are several) and what else the
@@ -333,6 +405,13 @@ class _Runs:
             if run.unusable() is None
             for p in run.notes(run.problems())
         ]
+
+
+def _sessions(total: int, shown: int | None = None) -> str:
+    """'13 TLS sessions', or with a selection '3 of 13 TLS sessions shown'."""
+    if shown is None:
+        return count(total, "TLS session")
+    return f"{shown:,} of {count(total, 'TLS session')} shown"
 
 
 class _Run:
@@ -360,7 +439,8 @@ class _Run:
         """Why the capture cannot be used at all (no packet could be read), else None."""
         return None
 
-    def header(self, sessions: int) -> str:
+    def header(self, sessions: int, shown: int | None = None) -> str:
+        """The table's first line; `shown`: how many of the `sessions` a selection kept."""
         raise NotImplementedError
 
     def notes(self, problems: list[str]) -> list[str]:
@@ -404,12 +484,12 @@ class _BuiltinRun(_Run):
     def unusable(self) -> str | None:
         return self.source.unusable()
 
-    def header(self, sessions: int) -> str:
+    def header(self, sessions: int, shown: int | None = None) -> str:
         stats, source = self.analyzer.stats, self.source
         header = (
             f"{self.name}: {source.format}, {count(source.packets, 'packet')} "
             f"({stats.tcp_packets:,} TCP), {count(stats.flows, 'TCP connection')}, "
-            f"{count(sessions, 'TLS session')}"
+            f"{_sessions(sessions, shown)}"
         )
         if self.keyed or source.secrets:
             header += f"; {self.decrypted:,} of {self.keyable:,} decrypted with the key log"
@@ -472,9 +552,9 @@ class _TsharkRun(_Run):
     def problems(self) -> list[str]:
         return self.run.problems
 
-    def header(self, sessions: int) -> str:
+    def header(self, sessions: int, shown: int | None = None) -> str:
         a = self.run.analyzer
         return (
             f"{self.name}: tshark engine, {count(a.packets, 'TCP packet')}, "
-            f"{count(a.connections, 'TCP connection')}, {count(sessions, 'TLS session')}"
+            f"{count(a.connections, 'TCP connection')}, {_sessions(sessions, shown)}"
         )

@@ -18,6 +18,7 @@ from ..tls.registry import VERSIONS
 from . import flat
 from .html import session_html
 from .schema import session_dict
+from .summary import SUMMARY_FIELDS
 from .table import VERDICT_ORDER
 
 if TYPE_CHECKING:
@@ -310,3 +311,23 @@ def _certificates_frame(
     unknown = out["not_before"].isna() | out["not_after"].isna() | start.isna()
     out["valid_at_capture"] = valid.astype("boolean").mask(unknown, pd.NA)
     return out
+
+
+# -- the per-server summary ---------------------------------------------------------------------
+
+
+def summary_frame(rows: list[dict[str, object]]) -> pd.DataFrame:
+    """`report.summary` rows as a DataFrame: counts and the port Int64, addresses strings,
+    lists and objects Python objects."""
+    import pandas as pd
+
+    data: dict[str, Any] = {}
+    for name, kind, _ in SUMMARY_FIELDS:
+        values = [r[name] for r in rows]
+        if kind == "integer":
+            data[name] = pd.array(values, dtype="Int64")
+        elif kind == "string":
+            data[name] = pd.array(values, dtype="string")
+        else:
+            data[name] = pd.Series(values, dtype=object).array
+    return pd.DataFrame(data, columns=[n for n, _, _ in SUMMARY_FIELDS])
