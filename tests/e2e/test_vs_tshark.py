@@ -10,7 +10,15 @@ from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from helpers import SHARED, own_captures, run_cli, run_tshark, shared_captures, shared_view
+from helpers import (
+    SHARED,
+    own_captures,
+    report_header,
+    run_cli,
+    run_tshark,
+    shared_captures,
+    shared_view,
+)
 
 import tlsinspect
 from tlsinspect.tls import registry as reg
@@ -182,7 +190,7 @@ def test_tcp_packet_count_matches_tshark(tshark, capture):
     # the table header counts every TCP packet, those of flows already decided included
     r = run_cli(capture)
     assert r.returncode == 0, r.stderr
-    header = r.stdout.splitlines()[0]
+    header = report_header(r.stdout)
     found = re.search(r"\(([\d,]+) TCP\)", header)
     assert found, header
     theirs = len(run_tshark(tshark, capture, ["frame.number"], "tcp"))

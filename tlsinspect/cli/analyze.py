@@ -25,7 +25,7 @@ from ..record import SessionRecord
 from ..report.export import CertExport, write_and_tell
 from ..report.schema import session_dict
 from ..report.stream import STREAMED_FORMATS, write_streamed
-from ..report.table import render
+from ..report.table import MIN_WIDTH, WHY_CHOICES, output_width, render
 from ..report.zeek import write_zeek
 from ..tls.keylog import parse_keylog
 from ..x509 import Anchors
@@ -80,6 +80,21 @@ def _parser() -> argparse.ArgumentParser:
         "directory for ssl.log and x509.log)",
     )
     p.add_argument(
+        "--width",
+        type=_width,
+        metavar="N",
+        help="table: fit lines of N characters (default: the terminal's width; 100, or "
+        f"$COLUMNS, when the output is no terminal; at least {MIN_WIDTH})",
+    )
+    p.add_argument(
+        "--why",
+        choices=WHY_CHOICES,
+        default=WHY_CHOICES[0],
+        help="table: print why each verdict was reached for the sessions that need it "
+        "(needed, the default: failures, requests not answered, undecided verdicts, "
+        "anomalies), for all of them, or for none",
+    )
+    p.add_argument(
         "--engine",
         choices=("builtin", "tshark"),
         default="builtin",
@@ -87,6 +102,12 @@ def _parser() -> argparse.ArgumentParser:
         "through pyshark (slower, a second opinion; `tlsinspect compare` runs both)",
     )
     return p
+
+
+def _width(text: str) -> int:
+    if not text.isdigit() or int(text) < MIN_WIDTH:
+        raise argparse.ArgumentTypeError(f"expected a number of at least {MIN_WIDTH}")
+    return int(text)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -158,7 +179,9 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
             json.dump(sessions, out, indent=2)
             out.write("\n")
         elif args.format == "table":
-            out.write(render(sessions or [], run.header(len(sessions or ())), run.notes(problems)))
+            header, notes = run.header(len(sessions or ())), run.notes(problems)
+            width = output_width(out, args.width)
+            out.write(render(sessions or [], header, notes, width=width, why=args.why))
         out.flush()
     except TsharkError as exc:
         return fail(PROG, f"{args.capture}: {exc}")
