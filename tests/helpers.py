@@ -59,11 +59,13 @@ __all__ = [
     "fixture_message",
     "fixture_table",
     "flow_entries",
+    "flowed",
     "locate_tcp",
     "open_capture",
     "open_flows",
     "own_captures",
     "read",
+    "report_header",
     "run_cli",
     "run_tshark",
     "server",
@@ -273,6 +275,17 @@ def run_cli(*args: str | Path, timeout: int = 120) -> subprocess.CompletedProces
         text=True,
         timeout=timeout,
     )
+
+
+def flowed(text: str) -> str:
+    """A text report with its lines joined by single spaces: what it says, however the width
+    wrapped it."""
+    return " ".join(text.split())
+
+
+def report_header(stdout: str) -> str:
+    """The text report's header (its first paragraph, wrapped to the width), on one line."""
+    return flowed(stdout.split("\n\n", 1)[0])
 
 
 # -- packets and TCP connections ------------------------------------------------------------------

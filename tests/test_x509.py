@@ -203,7 +203,7 @@ def test_cert_info_reads_every_field(pki):
     assert (info.subject_cn, info.issuer_cn, info.serial) == (
         "client-a",
         "Unit Intermediate CA",
-        "1234abcd",
+        "1234ABCD",
     )
     assert info.san == ("URI:spiffe://unit.test/a", "email:a@unit.test")
     assert (info.key_type, info.key_bits, info.key_curve) == ("EC", 256, "secp256r1")
@@ -248,6 +248,47 @@ def _version_4(der: bytes) -> bytes:
     return der.replace(marker, bytes.fromhex("a003020103"))
 
 
+@pytest.mark.parametrize(
+    "serial, printed",
+    [
+        ("1", "01"),
+        ("0x075DA21171A41241766CC01CA59852B1", "075DA21171A41241766CC01CA59852B1"),
+        ("0x99FAA8037A4EB2FAEF84EB5E55D5B8C8", "99FAA8037A4EB2FAEF84EB5E55D5B8C8"),  # DER 00 99..
+        ("0x80", "80"),  # DER 00 80
+        ("0x0100", "0100"),
+        ("0", "00"),
+        ("-0x1234", "-1234"),  # not allowed (RFC 5280 4.1.2.2), issued all the same
+        ("-1", "-01"),
+    ],
+)
+def test_serial_is_what_openssl_prints(tmp_path, serial, printed):
+    """`openssl req -set_serial` makes the certificate, `openssl x509 -serial` is the oracle;
+    both readers (cryptography's and the one by hand) give its text."""
+    if shutil.which("openssl") is None:
+        pytest.fail("openssl is not installed")
+    der = tmp_path / "cert.der"
+    subprocess.run(
+        ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        + ["-nodes", "-keyout", str(tmp_path / "key.pem"), "-subj", "/CN=serial", "-days", "1"]
+        + ["-set_serial", serial, "-outform", "DER", "-out", str(der)],
+        capture_output=True,
+        check=True,
+        timeout=60,
+    )
+    r = subprocess.run(
+        ["openssl", "x509", "-inform", "DER", "-in", str(der), "-serial", "-noout"],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    )
+    assert r.stdout.strip() == f"serial={printed}"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a serial cryptography frowns upon is a note
+        assert cert_info(der.read_bytes()).serial == printed
+    assert read_tbs(der.read_bytes()).serial == printed
+
+
 def test_unparsable_certificate_shows_what_could_be_read(pki):
     broken = _version_4(pki["client"].der)
     info = cert_info(broken)
@@ -257,7 +298,7 @@ def test_unparsable_certificate_shows_what_could_be_read(pki):
         in info.error
     )
     assert info.subject == "C=US, O=Example Unit Tests, CN=client-a"
-    assert info.issuer_cn == "Unit Intermediate CA" and info.serial == "1234abcd"
+    assert info.issuer_cn == "Unit Intermediate CA" and info.serial == "1234ABCD"
     assert info.not_after == T0 + timedelta(days=190) and info.key_type == "EC"
     assert info.version == 4 and info.signature_algorithm == "ecdsa-with-SHA256"
     # in a chain: the parse check fails, the rest goes on
@@ -569,7 +610,7 @@ def test_what_cryptography_only_warns_about_is_a_note(pki):
         warnings.simplefilter("error")  # nothing reaches the user's terminal
         info = cert_info(negative)
         report = check_chain((negative, pki["inter"].der), "client", T0)
-    assert info.error is None and info.serial == "-6dcb5433"
+    assert info.error is None and info.serial == "-6DCB5433"
     assert info.notes and "serial number which wasn't positive" in info.notes[0]
     assert report.find("parse") == report.find("parse", "warn")
 

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import gzip
 import json
+import re
 from pathlib import Path
 
 import pytest
-from helpers import OWN, SHARED, run_cli
+from helpers import OWN, SHARED, flowed, run_cli
 
 DEMO = OWN / "demo.pcapng"
 
@@ -18,16 +19,37 @@ run = run_cli
 def test_table_report_on_the_demo_capture():
     r = run(DEMO)
     assert r.returncode == 0, r.stderr
+    out = flowed(r.stdout)  # the phrases below, however the width wrapped them
     truth = json.loads((OWN / "demo.truth.json").read_text())
-    assert f"{len(truth['sessions'])} TLS sessions" in r.stdout
+    assert f"{len(truth['sessions'])} TLS sessions" in out
     assert "Certificate chains (leaf first):" in r.stdout
     assert "Totals:" in r.stdout
-    asked = [s for s in json.loads(run("--format", "json", DEMO).stdout) if s["cert_requested"]]
-    assert r.stdout.count("client CAs the server accepts: ") == len(asked) > 0
+    from tlsinspect.report.table import needs_why
+
+    sessions = json.loads(run("--format", "json", DEMO).stdout)
+    asked = {s["index"] for s in sessions if s["cert_requested"]}
+    shown = {s["index"] for s in sessions if needs_why(s)}  # by default, those that need them
+    assert _ca_lines(r.stdout) == asked & shown and shown < asked
+    assert _ca_lines(run("--why", "all", DEMO).stdout) == asked
     for s in truth["sessions"]:
         for cn in s["client_chain"] or []:
             if s["tls_version"] == "TLS 1.2":
                 assert cn in r.stdout
+
+
+def why_entries(stdout: str) -> dict[int, str]:
+    """Each session's entry under "Why:" (sessions that say the same share one), flowed."""
+    part = stdout.split("\nWhy:\n", 1)[1].split("\n\n", 1)[0]
+    out = {}
+    for entry in re.split(r"\n(?=  #)", part):
+        for n in re.findall(r"#(\d+)", entry.split(": ", 1)[0]):
+            out[int(n)] = flowed(entry)
+    return out
+
+
+def _ca_lines(stdout: str) -> set[int]:
+    """The sessions whose why lines name the CAs the server accepts."""
+    return {i for i, e in why_entries(stdout).items() if "client CAs the server accepts: " in e}
 
 
 def test_json_has_the_documented_fields():
@@ -132,10 +154,11 @@ def test_garbage_tls_record_marks_the_session(tmp_path):
 
 
 def test_an_inferred_request_shows_no_ca_names_it_cannot_see():
-    r = run(OWN / "tls13.pcapng")
+    r = run("--why", "all", OWN / "tls13.pcapng")
     assert r.returncode == 0, r.stderr
     sessions = json.loads(run("--format", "json", OWN / "tls13.pcapng").stdout)
     inferred = [s for s in sessions if s["cert_requested"] and s["basis"] == "inferred"]
     assert inferred and all(s["requested_ca_names"] == [] for s in inferred)
     hidden = "client CAs the server accepts: in the encrypted CertificateRequest (a key log shows"
-    assert r.stdout.count(hidden) == len(inferred)
+    entries = why_entries(r.stdout)
+    assert {s["index"] for s in inferred} == {i for i, e in entries.items() if hidden in e}

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from helpers import OWN, run_cli
+from helpers import OWN, report_header, run_cli
 
 TLS13 = OWN / "tls13.pcapng"
 
@@ -24,13 +24,13 @@ def test_a_key_log_of_other_sessions_warns_once():
     assert r.returncode == 0, r.stderr
     warnings = [w for w in r.stderr.splitlines() if "decrypts none" in w]
     assert len(warnings) == 1 and "9 encrypted handshakes" in warnings[0]
-    assert "0 of 9 decrypted with the key log" in r.stdout.splitlines()[0]
+    assert "0 of 9 decrypted with the key log" in report_header(r.stdout)
 
 
 def test_the_header_counts_the_decrypted_sessions():
     r = run_cli("--keylog", OWN / "tls13.keylog", TLS13)
     assert r.returncode == 0, r.stderr
-    assert "9 of 9 decrypted with the key log" in r.stdout.splitlines()[0]
+    assert "9 of 9 decrypted with the key log" in report_header(r.stdout)
     assert "decrypts none" not in r.stderr
     plain = run_cli(TLS13)
-    assert "decrypted" not in plain.stdout.splitlines()[0]
+    assert "decrypted" not in report_header(plain.stdout)

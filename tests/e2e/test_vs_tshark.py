@@ -5,11 +5,20 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+import subprocess
 from collections import defaultdict
 from pathlib import Path
 
 import pytest
-from helpers import own_captures, run_cli, run_tshark, shared_captures, shared_view
+from helpers import (
+    SHARED,
+    own_captures,
+    report_header,
+    run_cli,
+    run_tshark,
+    shared_captures,
+    shared_view,
+)
 
 import tlsinspect
 from tlsinspect.tls import registry as reg
@@ -181,8 +190,73 @@ def test_tcp_packet_count_matches_tshark(tshark, capture):
     # the table header counts every TCP packet, those of flows already decided included
     r = run_cli(capture)
     assert r.returncode == 0, r.stderr
-    header = r.stdout.splitlines()[0]
+    header = report_header(r.stdout)
     found = re.search(r"\(([\d,]+) TCP\)", header)
     assert found, header
     theirs = len(run_tshark(tshark, capture, ["frame.number"], "tcp"))
     assert int(found.group(1).replace(",", "")) == theirs
+
+
+def tshark_serials(tshark: str, capture: Path) -> dict[str, tuple[bytes, str]]:
+    """SHA-256 -> (DER, the serial number's DER content octets in upper-case hex), for every
+    certificate tshark dissects in the capture's handshakes."""
+    rows = run_tshark(
+        tshark,
+        capture,
+        ["tls.handshake.certificate", "x509af.serialNumber"],
+        "tcp and tls.handshake.certificate",
+        decode_as=_decode_as(capture),
+    )
+    out = {}
+    for certs, serials in rows:
+        ders, octets = certs.split(","), serials.split(",")
+        assert len(ders) == len(octets), (capture.name, certs, serials)
+        for der, serial in zip(ders, octets, strict=True):
+            raw = bytes.fromhex(der)
+            out[hashlib.sha256(raw).hexdigest()] = (raw, serial.replace(":", "").upper())
+    return out
+
+
+def openssl_serial(der: bytes) -> str:
+    r = subprocess.run(
+        ["openssl", "x509", "-inform", "DER", "-serial", "-noout"],
+        input=der,
+        capture_output=True,
+        check=True,
+        timeout=30,
+    )
+    return r.stdout.decode().strip().removeprefix("serial=")
+
+
+def _serials(capture: Path) -> dict[str, str]:
+    return {
+        c["sha256"]: c["serial"]
+        for s in tlsinspect.sessions(capture)
+        for c in s["client_chain"] + s["server_chain"]
+    }
+
+
+@pytest.mark.parametrize("capture", CAPTURES, ids=lambda p: p.name)
+def test_serials_are_openssl_s_and_tshark_s_octets(tshark, capture):
+    """Every certificate's serial is what `openssl x509 -serial` prints, and tshark's DER
+    content octets without the sign byte (a 00 before a first byte of 0x80 or more)."""
+    ours = _serials(capture)
+    theirs = tshark_serials(tshark, capture)
+    assert set(theirs) <= set(ours)
+    for digest, (der, octets) in theirs.items():
+        signed = len(octets) > 2 and octets.startswith("00") and int(octets[2], 16) >= 8
+        assert ours[digest] == (octets[2:] if signed else octets), (capture.name, digest)
+        assert ours[digest] == openssl_serial(der), (capture.name, digest)
+
+
+@pytest.mark.shared
+def test_serials_keep_their_leading_zero_and_drop_the_sign_byte(tshark):
+    """The two cases a number in hex gets wrong: a first byte below 0x10 (OpenSSL and Zeek
+    print "075DA2...", `format(n, "x")` gave "75da2...") and one of 0x80 or more (its DER has a
+    00 sign byte before it, which OpenSSL and Zeek leave out)."""
+    low = SHARED / "zeek__client-certificate.pcap"
+    high = SHARED / "zeek__tls1.2.pcap"
+    assert "075DA21171A41241766CC01CA59852B1" in _serials(low).values()
+    octets = {o for _der, o in tshark_serials(tshark, high).values()}
+    assert "0099FAA8037A4EB2FAEF84EB5E55D5B8C8" in octets
+    assert "99FAA8037A4EB2FAEF84EB5E55D5B8C8" in _serials(high).values()

@@ -38,7 +38,7 @@ from ..report.schema import session_dict
 from ..report.select import VERDICTS, selection
 from ..report.stream import STREAMED_FORMATS, write_streamed
 from ..report.summary import SUMMARY_FORMATS, summarize, write_summary
-from ..report.table import render
+from ..report.table import MIN_WIDTH, WHY_CHOICES, output_width, render
 from ..report.zeek import write_zeek
 from ..tls.keylog import parse_keylog
 from ..x509 import Anchors
@@ -118,6 +118,21 @@ def _parser() -> argparse.ArgumentParser:
         "directory for ssl.log and x509.log)",
     )
     p.add_argument(
+        "--width",
+        type=_width,
+        metavar="N",
+        help="table: fit lines of N characters (default: the terminal's width; 100, or "
+        f"$COLUMNS, when the output is no terminal; at least {MIN_WIDTH})",
+    )
+    p.add_argument(
+        "--why",
+        choices=WHY_CHOICES,
+        default=WHY_CHOICES[0],
+        help="table: print why each verdict was reached for the sessions that need it "
+        "(needed, the default: failures, requests not answered, undecided verdicts, "
+        "anomalies), for all of them, or for none",
+    )
+    p.add_argument(
         "--engine",
         choices=("builtin", "tshark"),
         default="builtin",
@@ -171,6 +186,12 @@ def _add_selection(p: argparse.ArgumentParser) -> None:
         "answered for (SNI, certificate CN), sessions per verdict, the client identities and "
         "issuers seen, TLS versions; after the selection; --format table, json, jsonl or csv",
     )
+
+
+def _width(text: str) -> int:
+    if not text.isdigit() or int(text) < MIN_WIDTH:
+        raise argparse.ArgumentTypeError(f"expected a number of at least {MIN_WIDTH}")
+    return int(text)
 
 
 def main(argv: Sequence[str]) -> int:
@@ -271,7 +292,10 @@ def _report(args: argparse.Namespace, runs: _Runs, out: TextIO) -> int:
             json.dump(sessions, out, indent=2)
             out.write("\n")
         elif args.format == "table" and not args.follow:
-            out.write(render(sessions or [], runs.header(), runs.notes()))
+            width = output_width(out, args.width)
+            out.write(
+                render(sessions or [], runs.header(), runs.notes(), width=width, why=args.why)
+            )
         out.flush()
     except TsharkError as exc:
         return fail(PROG, f"{runs.name}: {exc}")

@@ -3,8 +3,8 @@ pipelines of Packetbeat users.
 
 A projection of the finished `SessionRecord`. The columns of a flat row (`report.flat`) take
 the ECS names the DataFrame gives them with `ecs=True` (`flat.ECS_NAMES`: one table for both),
-with the same values (`tls.version` "1.2" and `tls.version_protocol` "tls", fingerprints and
-serials in upper case, SANs without their type); the columns ECS has no field for go under
+with the same values (`tls.version` "1.2" and `tls.version_protocol` "tls", fingerprints in upper
+case, SANs without their type); the columns ECS has no field for go under
 `tlsinspect.`. Added to them, from the same record: `source.*` and `destination.*` (the client
 and the server: TLS has no other direction), `network.*`, `event.*`, `ecs.version`, the leaf
 certificates' other `x509` facts, `tls.{client,server}.certificate_chain` (base64 DER, as ECS's
@@ -32,7 +32,7 @@ ECS_VERSION = "8.11.0"
 
 def _ecs_value(column: str, value: object) -> object:
     """A flat column's value as the DataFrame's `ecs=True` has it."""
-    if column in ("client_sha256", "server_sha256", "client_serial", "server_serial"):
+    if column in ("client_sha256", "server_sha256"):  # serials are upper case already
         return value.upper() if isinstance(value, str) else value
     if column in ("client_san", "server_san") and isinstance(value, list):
         return [str(n).split(":", 1)[-1] for n in value]

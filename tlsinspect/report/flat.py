@@ -27,7 +27,11 @@ _LEAF = (
     ("subject_cn", "string", "Common name (CN) of that subject."),
     ("issuer", "string", "Issuer distinguished name of the {role}'s leaf certificate."),
     ("issuer_cn", "string", "Common name (CN) of that issuer."),
-    ("serial", "string", "Serial number of the {role}'s leaf certificate (hex)."),
+    (
+        "serial",
+        "string",
+        "Serial number of the {role}'s leaf certificate (upper-case hex in whole bytes, as OpenSSL and Zeek print it).",
+    ),
     ("not_before", "datetime", "Start of the {role}'s leaf certificate validity (UTC)."),
     ("not_after", "datetime", "End of the {role}'s leaf certificate validity (UTC)."),
     ("sha256", "string", "SHA-256 fingerprint of the {role}'s leaf certificate (hex)."),

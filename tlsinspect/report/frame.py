@@ -39,7 +39,11 @@ CERT_COLUMNS: list[tuple[str, str, str]] = [
     ("issuer", "string", "Issuer distinguished name."),
     ("subject_cn", "string", "Subject common name."),
     ("issuer_cn", "string", "Issuer common name."),
-    ("serial", "string", "Serial number (hex)."),
+    (
+        "serial",
+        "string",
+        "Serial number (upper-case hex in whole bytes, as OpenSSL and Zeek print it).",
+    ),
     ("not_before", "datetime64[us, UTC]", "Start of validity."),
     ("not_after", "datetime64[us, UTC]", "End of validity."),
     ("sha256", "string", "SHA-256 fingerprint of the DER certificate (hex)."),
@@ -209,7 +213,7 @@ def to_ecs(frame: pd.DataFrame) -> pd.DataFrame:
     if "verdict" in out:
         resumed = out["verdict"].astype(object) == "resumed"
         out.insert(list(out.columns).index("verdict") + 1, "tls.resumed", resumed.astype("boolean"))
-    for col in ("client_sha256", "server_sha256", "client_serial", "server_serial"):
+    for col in ("client_sha256", "server_sha256"):  # serials are upper case already
         if col in out:
             out[col] = out[col].str.upper()
     for col in ("client_san", "server_san"):  # ECS lists the names without their type

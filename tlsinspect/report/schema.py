@@ -13,7 +13,7 @@ from ..tls import registry as reg
 from ..x509 import ChainReport, cert_info, name_from_der
 
 CHAIN_ITEM = (
-    "objects, leaf first: `subject`, `issuer`, `subject_cn`, `issuer_cn`, `serial` (hex), "
+    "objects, leaf first: `subject`, `issuer`, `subject_cn`, `issuer_cn`, `serial` (upper-case hex in whole bytes, as OpenSSL and Zeek print it), "
     "`not_before`, `not_after` (ISO 8601), `sha256`, `error` (why it could not be parsed, else "
     "null), "
     "`san` (`DNS:`, `IP:`, `URI:`, `email:` ...), `key_type`, `key_bits`, `key_curve`, "

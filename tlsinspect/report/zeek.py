@@ -301,7 +301,7 @@ def x509_row(der: bytes, ts: int, host: bool, client: bool) -> Row:
         "ts": ts,
         "fingerprint": c.sha256,
         "certificate.version": c.version,
-        "certificate.serial": _zeek_serial(c.serial),
+        "certificate.serial": c.serial,  # already as Zeek prints it (i2a_ASN1_INTEGER)
         "certificate.subject": c.subject_rfc2253,
         "certificate.issuer": c.issuer_rfc2253,
         "certificate.not_valid_before": _ns(c.not_before),
@@ -321,14 +321,6 @@ def x509_row(der: bytes, ts: int, host: bool, client: bool) -> Row:
         "host_cert": host,
         "client_cert": client,
     }
-
-
-def _zeek_serial(serial: str | None) -> str | None:
-    """Upper-case hex in whole bytes, as OpenSSL's i2a_ASN1_INTEGER writes it ("01")."""
-    if serial is None:
-        return None
-    s = serial.upper()
-    return "0" + s if len(s) % 2 else s
 
 
 def _ns(dt: object) -> int | None:

@@ -37,6 +37,18 @@ def _elements(der: bytes, start: int, end: int) -> list[tuple[int, int, int, int
     return out
 
 
+def serial_text(value: int) -> str:
+    """A certificate's serial number as OpenSSL (`openssl x509 -serial`, `i2a_ASN1_INTEGER`)
+    and Zeek's x509.log print it: the upper-case hex of its magnitude in whole bytes, so "01"
+    and "075DA2...", not "1" and "75da2..."; "-" before a negative one (RFC 5280 4.1.2.2
+    forbids them, some CAs issued them). The DER content octets (X.690 8.3), which tshark's
+    `x509af.serialNumber` shows, have one more leading 00 when the first byte is 0x80 or more:
+    the sign byte is not part of the number, and OpenSSL and Zeek leave it out."""
+    magnitude = abs(value)
+    octets = magnitude.to_bytes(max(1, (magnitude.bit_length() + 7) // 8), "big")
+    return ("-" if value < 0 else "") + octets.hex().upper()
+
+
 def _der_items(der: bytes, start: int, end: int) -> list[tuple[int, int, int]]:
     """(tag, content_start, content_end) of each DER element between start and end."""
     return [(tag, s, e) for tag, _h, s, e in _elements(der, start, end)]
@@ -106,7 +118,7 @@ def read_tbs(der: bytes) -> RawTbs:
         tag, _h2, vs, ve = items[i]
         if tag != 0x02:
             raise CertificateError(f"tag 0x{tag:02x}, not INTEGER")
-        got["serial"] = format(int.from_bytes(der[vs:ve], "big", signed=True), "x")
+        got["serial"] = serial_text(int.from_bytes(der[vs:ve], "big", signed=True))
         step = "signature"
         _t, _h2, vs, ve = items[i + 1]
         (_t, _h3, os_, oe), *_ = _elements(der, vs, ve)

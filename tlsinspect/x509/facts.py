@@ -15,7 +15,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import dsa, ec, ed448, ed25519, rsa
 
 from .cache import CERT_CACHE_BYTES, bounded_cache
-from .der import RawTbs, read_tbs
+from .der import RawTbs, read_tbs, serial_text
 from .names import _cn, _cn_from_der, format_name, name_from_der, rfc2253_from_der, same_name
 
 # Signature algorithms: OpenSSL's long name and the hash they use (None: the scheme fixes it).
@@ -86,7 +86,7 @@ class CertInfo:
     issuer: str
     subject_cn: str | None
     issuer_cn: str | None
-    serial: str | None
+    serial: str | None  # upper-case hex in whole bytes, as OpenSSL and Zeek: der.serial_text
     not_before: datetime | None
     not_after: datetime | None
     self_signed: bool  # subject and issuer are the same name (self-issued)
@@ -267,7 +267,7 @@ def _cert_info(der: bytes) -> CertInfo:
         self_signed = cert.subject == cert.issuer
         subject_der = raw.subject_der or cert.subject.public_bytes()
         issuer_der = raw.issuer_der or cert.issuer.public_bytes()
-        serial = format(cert.serial_number, "x")
+        serial = serial_text(cert.serial_number)
         not_before, not_after = cert.not_valid_before_utc, cert.not_valid_after_utc
     except Exception as exc:  # noqa: BLE001
         return _unparsed(digest, raw, f"partly unreadable: {exc}")
