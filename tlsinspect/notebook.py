@@ -38,6 +38,7 @@ from .report.frame import (
     Session,
     SessionList,
     certificates_frame,
+    frame_row,
     is_frame,
     sessions_frame,
     to_ecs,
@@ -230,10 +231,7 @@ def read_capture(
     rows: list[flat.Row] = []
     problems: dict[str, list[str]] = {}
     for path, r, found in iter_records(paths, keylog, progress, ca_bundle):
-        row: flat.Row = {"file": path, **flat.flat_row(r)}
-        row["start_time"] = r.facts.start_ts
-        row["end_time"] = r.facts.end_ts or r.facts.start_ts
-        rows.append(row)
+        rows.append(frame_row(r, path))
         problems[path] = found
     frame = sessions_frame(rows)
     frame.attrs["problems"] = {p: v for p, v in problems.items() if v}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
 from typing import TextIO
@@ -23,6 +24,8 @@ from ..errors import MissingPackage, TlsInspectError
 from ..model import count
 from ..record import SessionRecord
 from ..report.export import CertExport, write_and_tell
+from ..report.html import write_html
+from ..report.parquet import certificates_path, write_parquet
 from ..report.schema import session_dict
 from ..report.stream import STREAMED_FORMATS, write_streamed
 from ..report.table import render
@@ -33,6 +36,8 @@ from .common import Parser, add_format, add_keylog, fail, open_output, session_o
 
 PROG = "tlsinspect"
 ZEEK_FORMATS = ("zeek", "zeek-json")  # two logs into a directory, not one report
+BINARY_FORMATS = ("parquet",)  # written to a file by path, not as text
+SUFFIX_FORMATS = {".parquet": "parquet", ".html": "html", ".htm": "html"}  # -o without --format
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -66,12 +71,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_format(
         p,
-        ("table", "json", "jsonl", "csv", "ecs", "zeek", "zeek-json"),
+        ("table", "json", "jsonl", "csv", "ecs", "zeek", "zeek-json", "parquet", "html"),
         "table (default): for people; json: one array; jsonl: one object per line, "
         "streamed; csv: one row per session, streamed; ecs: one Elastic Common Schema object "
         "per line, streamed; zeek, zeek-json: Zeek's ssl.log and x509.log (TSV or JSON) in the "
-        "directory of --output (default: the current directory), streamed",
+        "directory of --output (default: the current directory), streamed; parquet: the "
+        "columns of read_capture() into --output, its certificates into X.certs.parquet; html: "
+        "one self-contained page to open or attach (without --format, an --output ending in "
+        ".parquet or .html picks the format)",
     )
+    p.set_defaults(format=None)  # not given: picked by the suffix of --output, else table
     p.add_argument(
         "--output",
         "-o",
@@ -92,6 +101,11 @@ def _parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str]) -> int:
     """Analyse one capture and report its TLS sessions."""
     args = _parser().parse_args(argv)
+    if args.format is None:
+        suffix = os.path.splitext(args.output or "")[1].lower()
+        args.format = SUFFIX_FORMATS.get(suffix, "table")
+    if args.format in BINARY_FORMATS and not args.output and sys.stdout.isatty():
+        return fail(PROG, f"--format {args.format} is binary: give --output FILE (or a pipe)")
     try:
         anchors = read_ca_bundle(args.ca_bundle)
     except OSError as exc:
@@ -125,7 +139,8 @@ def main(argv: Sequence[str]) -> int:
     else:
         run = _BuiltinRun(args, source, keylogs, anchors)
     try:
-        out = sys.stdout if args.format in ZEEK_FORMATS else open_output(args.output)
+        own = ZEEK_FORMATS + BINARY_FORMATS  # formats that open their own files
+        out = sys.stdout if args.format in own else open_output(args.output)
     except OSError as exc:
         run.close()
         return fail(PROG, f"{args.output}: {exc.strerror or exc}")
@@ -148,6 +163,12 @@ def _report(args: argparse.Namespace, run: _Run, out: TextIO) -> int:
                 write_zeek(records, args.output or ".", use_json=args.format == "zeek-json")
             elif args.format in STREAMED_FORMATS:
                 write_streamed(args.format, records, out)
+            elif args.format == "parquet":
+                path = args.output or out.buffer
+                certs = certificates_path(args.output) if args.output else None
+                write_parquet(records, path, args.capture, certs)
+            elif args.format == "html":
+                write_html(records, out, [args.capture], run.problems)
             else:
                 sessions = sorted((session_dict(r) for r in records), key=session_order)
         problems = run.problems()

@@ -159,6 +159,15 @@ def _categorical(values: Sequence[object], known: Sequence[str], ordered: bool) 
     return pd.Categorical(values, categories=cats, ordered=ordered)
 
 
+def frame_row(record: SessionRecord, file: str | None) -> flat.Row:
+    """One session as a row of `sessions_frame()`: the flat row, its capture's path in front,
+    and the packet times as integer nanoseconds."""
+    row: flat.Row = {"file": file, **flat.flat_row(record)}
+    row["start_time"] = record.facts.start_ts
+    row["end_time"] = record.facts.end_ts or record.facts.start_ts
+    return row
+
+
 def sessions_frame(rows: list[flat.Row]) -> pd.DataFrame:
     """Flat rows (with `start_time`/`end_time` as integer nanoseconds) to a typed DataFrame."""
     import pandas as pd

@@ -1,14 +1,38 @@
-"""One session as an HTML fragment, for notebooks: verdict, reason, and both chains as trees.
+"""Sessions as HTML: one session as a fragment for notebooks, and the whole report as one page.
 
 `session_html(row)` takes a session dict (JSON fields, optionally the flat extras and `file`) and
 returns self-contained HTML with inline styles only (notebook front ends strip <style> and
-scripts in untrusted output).
+scripts in untrusted output): verdict, reason, and both chains as trees.
+
+`write_html(records, out, captures)` writes the report of `--format html`: one file that needs
+nothing else (no fetch of a script, style, font or image: a Content-Security-Policy in the page
+forbids them, and any script but its own), to open or attach to a ticket. It holds a header (the
+captures, their time span, the sessions per verdict), a summary per server, and the sessions,
+each a row (verdict, why) that opens on the `session_html` fragment with both chains. A small
+inline script filters the rows by text and by verdict; the URL fragment sets the filters too
+(`report.html#filter=payments&verdict=one-way,failed`). Without the script every row is shown.
+
+Everything that comes from the capture (SNI, certificate names, reasons quoting them) is
+attacker-controlled and escaped, in text and in attributes. Memory stays bounded however many
+sessions there are: rows go to a temporary file as the sessions are logged, and the header and
+the server summary, known only at the end, are written before them into `out`.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+import base64
+import hashlib
+import shutil
+import tempfile
+from collections import Counter
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from html import escape
+from typing import TextIO
+
+from ..record import SessionRecord
+from .flat import flat_row
+from .table import VERDICT_ORDER
 
 VERDICT_COLOURS = {
     "mutual": "#1a7f37",
@@ -122,3 +146,303 @@ def session_html(row: Mapping[str, object]) -> str:
         out.append(f"<div style='{_MUTED}'>Ended: {_e(row.get('ended'))}</div>")
     out.append("</div>")
     return "\n".join(out)
+
+
+# -- the report page ---------------------------------------------------------------------------
+
+MAX_NAMES = 8  # names shown per server in the summary; the others are counted
+
+
+@dataclass
+class ServerLine:
+    """What the summary says of one server (address and port): the names clients asked for or
+    its certificate gave, and its sessions per verdict."""
+
+    server: str
+    names: dict[str, None] = field(default_factory=dict)  # in order of first sight
+    more: int = 0  # distinct names past MAX_NAMES
+    verdicts: Counter[str] = field(default_factory=Counter)
+
+    def add(self, row: Mapping[str, object]) -> None:
+        self.verdicts[str(row.get("verdict"))] += 1
+        for name in (row.get("sni"), row.get("server_subject_cn")):
+            if not name or name in self.names:
+                continue
+            if len(self.names) < MAX_NAMES:
+                self.names[str(name)] = None
+            else:
+                self.more += 1  # may count a name twice: "at least"
+
+    @property
+    def sessions(self) -> int:
+        return sum(self.verdicts.values())
+
+
+class ServerTally:
+    """The summary per server, kept as sessions come: `add()` each flat row, then `lines()`."""
+
+    def __init__(self) -> None:
+        self._lines: dict[str, ServerLine] = {}
+
+    def add(self, row: Mapping[str, object]) -> None:
+        key = _endpoint(row.get("server_ip"), row.get("server_port"))
+        self._lines.setdefault(key, ServerLine(key)).add(row)
+
+    def lines(self) -> list[ServerLine]:
+        """One line per server, busiest first."""
+        return sorted(self._lines.values(), key=lambda s: (-s.sessions, s.server))
+
+
+def server_summary(rows: Iterable[Mapping[str, object]]) -> list[ServerLine]:
+    """One line per server of the sessions' flat rows, busiest first."""
+    tally = ServerTally()
+    for row in rows:
+        tally.add(row)
+    return tally.lines()
+
+
+_CSS = """
+body{font-family:sans-serif;font-size:14px;margin:1.5em;color:#1f2328}
+h1{font-size:1.4em;margin:0 0 .3em}h2{font-size:1.15em;margin:1.2em 0 .4em}
+.muted{color:#57606a}.v{border-radius:4px;padding:0 6px;color:#fff;font-weight:bold;white-space:nowrap}
+table{border-collapse:collapse}td,th{border-bottom:1px solid #d0d7de;padding:3px 8px;text-align:left;vertical-align:top}
+th{background:#f6f8fa}td.n{text-align:right}
+#controls{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #d0d7de}
+#filter{width:28em;font-size:1em;padding:3px}#controls label{margin-left:1em;white-space:nowrap}
+.row{display:grid;grid-template-columns:1em 2.5em 13.5em 10.5em 10.5em 10em 4em 9em minmax(18em,1fr);column-gap:.6em}
+.row>span{overflow-wrap:anywhere}.row>.t{white-space:nowrap}.row>.i{text-align:right}#head{font-weight:bold;background:#f6f8fa;padding:3px 0}
+details.s{border-bottom:1px solid #d0d7de}details.s>summary{cursor:pointer;padding:3px 0;list-style:none}
+details.s>summary::-webkit-details-marker{display:none}
+details.s>summary::before{content:"\\25B8";color:#57606a}details.s[open]>summary::before{content:"\\25BE"}
+details.s>div{margin:4px 0 10px 4.8em}
+[hidden]{display:none!important}
+"""
+
+# The one script of the page (its hash is in the Content-Security-Policy, so no other runs).
+# It reads the filters from the box, the verdict boxes and the URL fragment, hides the rows that
+# do not match, and says how many are shown.
+_SCRIPT = """
+(function () {
+  var rows = document.querySelectorAll("details.s");
+  var box = document.getElementById("filter");
+  var verdicts = document.querySelectorAll("input.verdict");
+  var shown = document.getElementById("shown");
+  function apply() {
+    var words = box.value.toLowerCase().split(/\\s+/).filter(Boolean);
+    var on = {};
+    verdicts.forEach(function (b) { on[b.value] = b.checked; });
+    var n = 0;
+    for (var i = 0; i < rows.length; i++) {
+      var row = rows[i], text = row.getAttribute("data-q"), ok = on[row.getAttribute("data-v")] !== false;
+      for (var w = 0; ok && w < words.length; w++) ok = text.indexOf(words[w]) >= 0;
+      row.hidden = !ok;
+      if (ok) n++;
+    }
+    shown.textContent = n + " of " + rows.length + " sessions shown";
+  }
+  function fromFragment() {
+    var h = new URLSearchParams(location.hash.slice(1));
+    if (h.has("filter")) box.value = h.get("filter");
+    if (h.has("verdict")) {
+      var want = h.get("verdict").split(",");
+      verdicts.forEach(function (b) { b.checked = want.indexOf(b.value) >= 0; });
+    }
+    apply();
+  }
+  var timer = null;
+  box.addEventListener("input", function () { clearTimeout(timer); timer = setTimeout(apply, 150); });
+  verdicts.forEach(function (b) { b.addEventListener("change", apply); });
+  window.addEventListener("hashchange", fromFragment);
+  fromFragment();
+})();
+"""
+
+_SCRIPT_HASH = base64.b64encode(hashlib.sha256(_SCRIPT.encode()).digest()).decode()
+CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; "
+    f"script-src 'sha256-{_SCRIPT_HASH}'; base-uri 'none'; form-action 'none'"
+)
+
+#: What the filter box searches in each session (lower case), in this order.
+SEARCHED = (
+    "index",
+    "client",
+    "server",
+    "sni",
+    "tls_version",
+    "verdict",
+    "basis",
+    "reason",
+    "diagnosis",
+    "client_subject",
+    "client_issuer",
+    "server_subject",
+    "server_issuer",
+)
+
+
+def search_text(row: Mapping[str, object]) -> str:
+    """The text the filter box matches for one session: the `SEARCHED` facts, lower case."""
+    facts = {
+        **row,
+        "client": _endpoint(row.get("client_ip"), row.get("client_port")),
+        "server": _endpoint(row.get("server_ip"), row.get("server_port")),
+        "index": f"#{row.get('index')}",
+    }
+    return " ".join(str(facts[k]) for k in SEARCHED if facts.get(k) is not None).lower()
+
+
+def _badge(verdict: str) -> str:
+    colour = VERDICT_COLOURS.get(verdict, "#6e7781")
+    return f"<span class='v' style='background:{colour}'>{_e(verdict)}</span>"
+
+
+def _session_row(row: Mapping[str, object]) -> str:
+    verdict = str(row.get("verdict"))
+    why = _e(row.get("reason"))
+    if row.get("diagnosis"):
+        why += f"<br><span class='muted'>{_e(row.get('diagnosis'))}</span>"
+    cells = [
+        ("i", _e(row.get("index"))),
+        ("t muted", _e(row.get("start_time"))),
+        ("", _e(_endpoint(row.get("client_ip"), row.get("client_port")))),
+        ("", _e(_endpoint(row.get("server_ip"), row.get("server_port")))),
+        ("", _e(row.get("sni") or "")),
+        ("", _e(row.get("tls_version") or "")),
+        ("", _badge(verdict)),
+        ("", why),
+    ]
+    summary = "".join(
+        f"<span class='{c}'>{v}</span>" if c else f"<span>{v}</span>" for c, v in cells
+    )
+    return (
+        f"<details class='s' data-v='{_e(verdict)}' data-q='{_e(search_text(row))}'>"
+        f"<summary class='row'>{summary}</summary><div>{session_html(row)}</div></details>\n"
+    )
+
+
+_HEAD = ("#", "start", "client", "server", "SNI", "version", "verdict", "why")
+
+
+class HtmlReport:
+    """The page, built session by session: `add()` each record, then `finish()`."""
+
+    def __init__(self, out: TextIO, captures: Sequence[str]) -> None:
+        self.out = out
+        self.captures = list(captures)
+        self.rows = tempfile.TemporaryFile("w+", encoding="utf-8")
+        self.verdicts: Counter[str] = Counter()
+        self.servers = ServerTally()
+        self.first: str | None = None
+        self.last: str | None = None
+
+    def add(self, record: SessionRecord) -> None:
+        row = flat_row(record)
+        self.verdicts[str(row["verdict"])] += 1
+        self.servers.add(row)
+        start = str(row.get("start_time"))
+        if not start.startswith("@"):  # a time that is no date orders nothing
+            self.first = min(self.first or start, start)
+            self.last = max(self.last or start, start)
+        self.rows.write(_session_row(row))
+
+    def finish(self, notes: Sequence[str] = ()) -> None:
+        """Write the page to `out`: the header, the summary, then the rows kept so far."""
+        w = self.out.write
+        title = "tlsinspect: " + ", ".join(self.captures)
+        w("<!DOCTYPE html>\n<html lang='en'><head><meta charset='utf-8'>\n")
+        w(f"<meta http-equiv='Content-Security-Policy' content=\"{CSP}\">\n")
+        w(f"<title>{_e(title)}</title>\n<style>{_CSS}</style></head><body>\n")
+        w(self._header(notes))
+        w(self._summary())
+        w(self._controls())
+        head = "".join(f"<span{' class=i' if h == '#' else ''}>{h}</span>" for h in _HEAD)
+        w(f"<div id='sessions'>\n<div id='head' class='row'><span></span>{head}</div>\n")
+        self.rows.seek(0)
+        shutil.copyfileobj(self.rows, self.out)
+        self.rows.close()
+        w("</div>\n")
+        w(f"<script>{_SCRIPT}</script>\n</body></html>\n")
+
+    def close(self) -> None:
+        self.rows.close()
+
+    def _header(self, notes: Sequence[str]) -> str:
+        total = sum(self.verdicts.values())
+        counts = " ".join(
+            f"{_badge(v)} {self.verdicts[v]:,}" for v in _verdicts() if self.verdicts[v]
+        )
+        span = f" from {_e(self.first)} to {_e(self.last)}" if self.first else ""
+        out = [
+            "<header>",
+            f"<h1>TLS sessions of {_e(', '.join(self.captures))}</h1>",
+            f"<div><b id='total'>{total:,}</b> TLS session{'s' if total != 1 else ''}{span}"
+            "</div>",
+            f"<div id='counts'>{counts}</div>",
+        ]
+        if notes:
+            listed = "".join(f"<li>{_e(n)}</li>" for n in notes)
+            out.append(f"<div class='muted'>Not read:<ul>{listed}</ul></div>")
+        out.append("</header>\n")
+        return "\n".join(out)
+
+    def _summary(self) -> str:
+        lines = self.servers.lines()
+        verdicts = [v for v in _verdicts() if self.verdicts[v]]
+        head = "".join(f"<th>{_badge(v)}</th>" for v in verdicts)
+        out = [
+            "<section id='servers'><h2>Servers</h2><table>",
+            f"<tr><th>server</th><th>names</th><th>sessions</th>{head}</tr>",
+        ]
+        for s in lines:
+            names = ", ".join(_e(n) for n in s.names) or "<span class='muted'>none</span>"
+            if s.more:
+                names += f" <span class='muted'>and {s.more:,} more</span>"
+            counts = "".join(f"<td class='n'>{s.verdicts[v] or ''}</td>" for v in verdicts)
+            out.append(
+                f"<tr><td>{_e(s.server)}</td><td>{names}</td>"
+                f"<td class='n'>{s.sessions:,}</td>{counts}</tr>"
+            )
+        out.append("</table></section>\n")
+        return "\n".join(out)
+
+    def _controls(self) -> str:
+        boxes = "".join(
+            f"<label><input type='checkbox' class='verdict' value='{_e(v)}' checked> "
+            f"{_e(v)} ({self.verdicts[v]:,})</label>"
+            for v in _verdicts()
+            if self.verdicts[v]
+        )
+        return (
+            "<h2>Sessions</h2>\n<div id='controls'><input id='filter' type='search' "
+            "placeholder='filter: address, name, verdict, reason...' aria-label='filter'>"
+            f"{boxes} <span id='shown' class='muted'></span></div>\n"
+        )
+
+
+def _verdicts() -> list[str]:
+    return list(VERDICT_ORDER) + [v for v in VERDICT_COLOURS if v not in VERDICT_ORDER]
+
+
+def write_html(
+    records: Iterable[SessionRecord],
+    out: TextIO,
+    captures: Sequence[str],
+    notes: Callable[[], Sequence[str]] = tuple,
+) -> int:
+    """Write the report page of `records` to `out`; `notes()`, called once the records ran out,
+    says what could not be read. Return the number of sessions.
+
+    Raises:
+        OSError: the temporary file or `out` cannot be written.
+    """
+    report = HtmlReport(out, captures)
+    n = 0
+    try:
+        for record in records:
+            report.add(record)
+            n += 1
+        report.finish(notes())
+    finally:
+        report.close()
+    return n
