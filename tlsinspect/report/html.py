@@ -316,7 +316,8 @@ def _session_row(row: Mapping[str, object]) -> str:
         f"<span class='{c}'>{v}</span>" if c else f"<span>{v}</span>" for c, v in cells
     )
     return (
-        f"<details class='s' data-v='{_e(verdict)}' data-q='{_e(search_text(row))}'>"
+        f"<details class='s' id='s{_e(row.get('index'))}' data-v='{_e(verdict)}' "
+        f"data-q='{_e(search_text(row))}'>"
         f"<summary class='row'>{summary}</summary><div>{session_html(row)}</div></details>\n"
     )
 
@@ -376,8 +377,7 @@ class HtmlReport:
         out = [
             "<header>",
             f"<h1>TLS sessions of {_e(', '.join(self.captures))}</h1>",
-            f"<div><b id='total'>{total:,}</b> TLS session{'s' if total != 1 else ''}{span}"
-            "</div>",
+            f"<div><b id='total'>{total:,}</b> TLS session{'s' if total != 1 else ''}{span}</div>",
             f"<div id='counts'>{counts}</div>",
         ]
         if notes:
