@@ -44,9 +44,23 @@ VERDICT_COLOURS = {
     "resumed": "#0969da",
 }
 
-_BOX = "font-family:sans-serif;font-size:13px;line-height:1.45;border:1px solid #d0d7de;padding:8px 12px;border-radius:6px;max-width:70em"
-_MUTED = "color:#57606a"
-_UL = "list-style:none;margin:0 0 0 1.2em;padding:0"
+#: The styles of the fragment: inline for notebooks, as classes (`_CLASS` + name) in the page,
+#: whose style sheet defines them once instead of in every session.
+_STYLES = {
+    "box": "font-family:sans-serif;font-size:13px;line-height:1.45;border:1px solid #d0d7de;"
+    "padding:8px 12px;border-radius:6px;max-width:70em",
+    "muted": "color:#57606a",
+    "ul": "list-style:none;margin:0 0 0 1.2em;padding:0",
+    "top": "list-style:none;margin:0;padding:0",
+    "badge": "color:white;border-radius:4px;padding:1px 7px;font-weight:bold",
+    "reason": "margin:4px 0",
+}
+_CLASS = "f-"
+
+
+def _at(name: str, inline: bool) -> str:
+    """The attribute that gives an element the fragment's style `name`."""
+    return f"style='{_STYLES[name]}'" if inline else f"class='{_CLASS}{name}'"
 
 
 def _e(v: object) -> str:
@@ -58,13 +72,14 @@ def _endpoint(ip: object, port: object) -> str:
     return f"[{ip}]:{port}" if ":" in ip else f"{ip}:{port}"
 
 
-def _cert(c: Mapping[str, object]) -> str:
+def _cert(c: Mapping[str, object], inline: bool = True) -> str:
+    muted = _at("muted", inline)
     if c.get("error") and not c.get("subject"):
-        return f"<i>unreadable certificate</i> <span style='{_MUTED}'>{_e(c.get('error'))}</span>"
+        return f"<i>unreadable certificate</i> <span {muted}>{_e(c.get('error'))}</span>"
     name = c.get("subject_cn") or c.get("subject") or "?"
     parts = [f"<b>{_e(name)}</b>"]
     if c.get("subject") and c.get("subject") != name:
-        parts.append(f"<span style='{_MUTED}'>{_e(c.get('subject'))}</span>")
+        parts.append(f"<span {muted}>{_e(c.get('subject'))}</span>")
     details = []
     if c.get("not_before") or c.get("not_after"):
         details.append(f"valid {_e(c.get('not_before'))} to {_e(c.get('not_after'))}")
@@ -73,33 +88,38 @@ def _cert(c: Mapping[str, object]) -> str:
     if c.get("error"):
         details.append(f"partly unreadable: {_e(c.get('error'))}")
     if details:
-        parts.append(f"<br><span style='{_MUTED}'>{'; '.join(details)}</span>")
+        parts.append(f"<br><span {muted}>{'; '.join(details)}</span>")
     return " ".join(parts)
 
 
-def chain_tree(chain: Sequence[Mapping[str, object]]) -> str:
+def chain_tree(chain: Sequence[Mapping[str, object]], inline: bool = True) -> str:
     """A chain as nested lists, leaf first, each certificate under the one it signed."""
+    muted, ul = _at("muted", inline), _at("ul", inline)
     if not chain:
-        return f"<span style='{_MUTED}'>none</span>"
+        return f"<span {muted}>none</span>"
     html = ""
     last = chain[-1]
     if last.get("issuer") and last.get("issuer") != last.get("subject"):
         issuer = last.get("issuer_cn") or last.get("issuer")
-        html = f"<ul style='{_UL}'><li>&#x2514; issued by <b>{_e(issuer)}</b> <span style='{_MUTED}'>(not sent)</span></li></ul>"
+        html = f"<ul {ul}><li>&#x2514; issued by <b>{_e(issuer)}</b> <span {muted}>(not sent)</span></li></ul>"
     for i, c in enumerate(reversed(chain)):
         mark = "" if i == len(chain) - 1 else "&#x2514; issued by "
-        html = f"<li>{mark}{_cert(c)}{html}</li>"
-        html = f"<ul style='{_UL if i != len(chain) - 1 else 'list-style:none;margin:0;padding:0'}'>{html}</ul>"
+        html = f"<li>{mark}{_cert(c, inline)}{html}</li>"
+        html = f"<ul {ul if i != len(chain) - 1 else _at('top', inline)}>{html}</ul>"
     return html
 
 
-def session_html(row: Mapping[str, object]) -> str:
+def session_html(row: Mapping[str, object], inline: bool = True) -> str:
+    """One session as a box: verdict, endpoints, reason, both chains as trees, the CAs the
+    server asked for, the alerts and the handshake. `inline`: styles in the elements (for
+    notebooks), else classes the report page defines."""
     verdict = str(row.get("verdict"))
     colour = VERDICT_COLOURS.get(verdict, "#6e7781")
-    badge = (
-        f"<span style='background:{colour};color:white;border-radius:4px;padding:1px 7px;"
-        f"font-weight:bold'>{_e(verdict)}</span>"
-    )
+    muted = _at("muted", inline)
+    if inline:
+        badge = f"<span style='background:{colour};{_STYLES['badge']}'>{_e(verdict)}</span>"
+    else:
+        badge = f"<span class='{_CLASS}badge' style='background:{colour}'>{_e(verdict)}</span>"
     head = (
         f"<b>#{_e(row.get('index'))}</b> {_e(_endpoint(row.get('client_ip'), row.get('client_port')))}"
         f" &#x2192; {_e(_endpoint(row.get('server_ip'), row.get('server_port')))}"
@@ -113,24 +133,26 @@ def session_html(row: Mapping[str, object]) -> str:
     if row.get("file"):
         facts.append(_e(row.get("file")))
     out = [
-        f"<div style='{_BOX}'>",
-        f"<div>{badge} {head} <span style='{_MUTED}'>({_e(row.get('basis'))})</span></div>",
-        f"<div style='{_MUTED}'>{' &middot; '.join(f for f in facts if f)}</div>",
-        f"<div style='margin:4px 0'>{_e(row.get('reason'))}</div>",
+        f"<div {_at('box', inline)}>",
+        f"<div>{badge} {head} <span {muted}>({_e(row.get('basis'))})</span></div>",
+        f"<div {muted}>{' &middot; '.join(f for f in facts if f)}</div>",
+        f"<div {_at('reason', inline)}>{_e(row.get('reason'))}</div>",
     ]
     hidden = row.get("tls_version") == "TLS 1.3" and row.get("basis") != "decrypted"
     for role in ("client", "server"):
         chain = row.get(f"{role}_chain")
         items = chain if isinstance(chain, list) else []
         if not items and hidden:
-            tree = f"<span style='{_MUTED}'>encrypted (TLS 1.3 without keys)</span>"
+            tree = f"<span {muted}>encrypted (TLS 1.3 without keys)</span>"
         else:
-            tree = chain_tree(items)
+            tree = chain_tree(items, inline)
         out.append(f"<div><b>{role.capitalize()} chain</b> {tree}</div>")
     cas = row.get("requested_ca_names")
     if isinstance(cas, list) and cas:
         listed = "".join(f"<li>{_e(n)}</li>" for n in cas)
-        out.append(f"<div><b>CAs the server asked for</b><ul style='{_UL}'>{listed}</ul></div>")
+        out.append(
+            f"<div><b>CAs the server asked for</b><ul {_at('ul', inline)}>{listed}</ul></div>"
+        )
     alerts = row.get("alerts")
     if isinstance(alerts, list) and alerts:
         text = ", ".join(
@@ -141,9 +163,9 @@ def session_html(row: Mapping[str, object]) -> str:
         out.append(f"<div><b>Alerts</b> {text}</div>")
     hs = row.get("handshake")
     if isinstance(hs, list) and hs:
-        out.append(f"<div style='{_MUTED}'>Handshake: {_e(' '.join(map(str, hs)))}</div>")
+        out.append(f"<div {muted}>Handshake: {_e(' '.join(map(str, hs)))}</div>")
     if row.get("ended"):
-        out.append(f"<div style='{_MUTED}'>Ended: {_e(row.get('ended'))}</div>")
+        out.append(f"<div {muted}>Ended: {_e(row.get('ended'))}</div>")
     out.append("</div>")
     return "\n".join(out)
 
@@ -216,7 +238,7 @@ details.s>summary::-webkit-details-marker{display:none}
 details.s>summary::before{content:"\\25B8";color:#57606a}details.s[open]>summary::before{content:"\\25BE"}
 details.s>div{margin:4px 0 10px 4.8em}
 [hidden]{display:none!important}
-"""
+""" + "".join(f".{_CLASS}{name}{{{css}}}" for name, css in _STYLES.items())
 
 # The one script of the page (its hash is in the Content-Security-Policy, so no other runs).
 # It reads the filters from the box, the verdict boxes and the URL fragment, hides the rows that
@@ -318,7 +340,8 @@ def _session_row(row: Mapping[str, object]) -> str:
     return (
         f"<details class='s' id='s{_e(row.get('index'))}' data-v='{_e(verdict)}' "
         f"data-q='{_e(search_text(row))}'>"
-        f"<summary class='row'>{summary}</summary><div>{session_html(row)}</div></details>\n"
+        f"<summary class='row'>{summary}</summary><div>{session_html(row, inline=False)}</div>"
+        "</details>\n"
     )
 
 

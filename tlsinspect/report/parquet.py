@@ -28,7 +28,10 @@ from ..record import SessionRecord
 from . import flat
 from .frame import certificates_frame, frame_row, sessions_frame
 
-ROW_GROUP = 10_000  # sessions per row group: what is held in memory at once
+# Sessions per row group: what is held in memory at once, as flat rows, a DataFrame and an Arrow
+# table. Measured on 100,000 sessions: peak RSS 100 MB above the interpreter with pandas and
+# pyarrow loaded (250 MB with 10,000 a group), and no slower.
+ROW_GROUP = 2_000
 CERTS_SUFFIX = ".certs.parquet"  # the certificates file beside `X.parquet`
 
 
