@@ -26,7 +26,7 @@ from helpers import OWN, ROOT, run_cli
 
 import tlsinspect
 from tlsinspect.report.flat import extend
-from tlsinspect.report.html import CSP, search_text, server_summary, write_html
+from tlsinspect.report.html import CSP, MAX_NAMES, search_text, server_summary, write_html
 
 CERTS = OWN / "certs.pcapng"
 
@@ -110,6 +110,29 @@ def test_the_summary_has_one_line_per_server(tmp_path):
         assert f"<td>{server}</td>" in section
     names = {s["sni"] for s in sessions if s["sni"]}
     assert names and all(name in section for name in names)
+
+
+def test_the_summary_shows_a_few_names_and_counts_the_others():
+    rows = [
+        {"server_ip": "::1", "server_port": 443, "verdict": "mutual", "sni": f"n{i % 20}.test"}
+        for i in range(100)
+    ]
+    [line] = server_summary(rows)
+    assert line.server == "[::1]:443" and line.sessions == 100
+    assert list(line.names) == [f"n{i}.test" for i in range(MAX_NAMES)]
+    assert line.more == str(20 - MAX_NAMES)  # each name past them counted once
+
+
+def test_what_the_reader_skipped_is_in_the_header(tmp_path):
+    truncated = tmp_path / "cut.pcapng"
+    truncated.write_bytes(CERTS.read_bytes()[:20_000])  # the capture ends inside a packet
+    r = run_cli("-o", tmp_path / "cut.html", truncated)
+    assert r.returncode == 0, r.stderr
+    [problem] = r.stderr.strip().splitlines()
+    said = problem.split(f"{truncated}: ", 1)[1]
+    page = Page((tmp_path / "cut.html").read_text(encoding="utf-8"))
+    header = "".join(page.text)
+    assert "Not read:" in header and said in header
 
 
 def test_nothing_is_fetched_and_only_its_own_script_runs(tmp_path):

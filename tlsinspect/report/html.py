@@ -173,6 +173,7 @@ def session_html(row: Mapping[str, object], inline: bool = True) -> str:
 # -- the report page ---------------------------------------------------------------------------
 
 MAX_NAMES = 8  # names shown per server in the summary; the others are counted
+MAX_COUNTED = 10_000  # distinct names counted past those, per server (memory stays bounded)
 
 
 @dataclass
@@ -182,22 +183,31 @@ class ServerLine:
 
     server: str
     names: dict[str, None] = field(default_factory=dict)  # in order of first sight
-    more: int = 0  # distinct names past MAX_NAMES
+    others: set[str] = field(default_factory=set)  # distinct names past MAX_NAMES
     verdicts: Counter[str] = field(default_factory=Counter)
 
     def add(self, row: Mapping[str, object]) -> None:
         self.verdicts[str(row.get("verdict"))] += 1
-        for name in (row.get("sni"), row.get("server_subject_cn")):
+        for value in (row.get("sni"), row.get("server_subject_cn")):
+            name = str(value or "")
             if not name or name in self.names:
                 continue
             if len(self.names) < MAX_NAMES:
-                self.names[str(name)] = None
-            else:
-                self.more += 1  # may count a name twice: "at least"
+                self.names[name] = None
+            elif len(self.others) < MAX_COUNTED:
+                self.others.add(name)
 
     @property
     def sessions(self) -> int:
         return sum(self.verdicts.values())
+
+    @property
+    def more(self) -> str:
+        """How many names are not shown: "" for none, "12", "over 10,000"."""
+        if not self.others:
+            return ""
+        n = len(self.others)
+        return f"over {n:,}" if n >= MAX_COUNTED else f"{n:,}"
 
 
 class ServerTally:
@@ -420,7 +430,7 @@ class HtmlReport:
         for s in lines:
             names = ", ".join(_e(n) for n in s.names) or "<span class='muted'>none</span>"
             if s.more:
-                names += f" <span class='muted'>and {s.more:,} more</span>"
+                names += f" <span class='muted'>and {s.more} more</span>"
             counts = "".join(f"<td class='n'>{s.verdicts[v] or ''}</td>" for v in verdicts)
             out.append(
                 f"<tr><td>{_e(s.server)}</td><td>{names}</td>"
