@@ -94,6 +94,19 @@ def test_the_page_holds_every_session_with_its_verdict_and_chains(tmp_path):
     assert page.by_id("servers") < page.by_id("sessions")  # the summary comes first
 
 
+def test_a_verdict_not_seen_in_the_clear_says_how_it_was_reached(tmp_path):
+    text, sessions = report(tmp_path, OWN / "tls13.pcapng")
+    rows = dict(
+        re.findall(r"<details class='s' id='s(\d+)'.*?<summary class='row'>(.*?)</summary>", text)
+    )
+    assert len(rows) == len(sessions)
+    assert "inferred" in {s["basis"] for s in sessions}
+    for s in sessions:
+        summary = rows[str(s["index"])]
+        verdict_cell = re.findall(r"<span>(<span class='v'.*?)</span>(?=<span>)", summary)[0]
+        assert (f"({s['basis']})" in verdict_cell) == (s["basis"] != "observed"), verdict_cell
+
+
 def test_the_summary_has_one_line_per_server(tmp_path):
     text, sessions = report(tmp_path, OWN / "tls12.pcapng")
     want: dict[str, Counter[str]] = {}

@@ -241,7 +241,7 @@ table{border-collapse:collapse}td,th{border-bottom:1px solid #d0d7de;padding:3px
 th{background:#f6f8fa}td.n{text-align:right}
 #controls{position:sticky;top:0;background:#fff;padding:6px 0;border-bottom:1px solid #d0d7de}
 #filter{width:28em;font-size:1em;padding:3px}#controls label{margin-left:1em;white-space:nowrap}
-.row{display:grid;grid-template-columns:1em 2.5em 13.5em 10.5em 10.5em 10em 4em 9em minmax(18em,1fr);column-gap:.6em}
+.row{display:grid;grid-template-columns:1em 2.5em 13.5em 10.5em 10.5em 9em 4em 12.5em minmax(18em,1fr);column-gap:.6em}
 .row>span{overflow-wrap:anywhere}.row>.t{white-space:nowrap}.row>.i{text-align:right}#head{font-weight:bold;background:#f6f8fa;padding:3px 0}
 details.s{border-bottom:1px solid #d0d7de}details.s>summary{cursor:pointer;padding:3px 0;list-style:none}
 details.s>summary::-webkit-details-marker{display:none}
@@ -329,6 +329,12 @@ def _badge(verdict: str) -> str:
     return f"<span class='v' style='background:{colour}'>{_e(verdict)}</span>"
 
 
+def _basis(row: Mapping[str, object]) -> str:
+    """How the verdict was reached, when it was not seen in the clear (as the table says it)."""
+    basis = row.get("basis")
+    return f" <span class='muted'>({_e(basis)})</span>" if basis and basis != "observed" else ""
+
+
 def _session_row(row: Mapping[str, object]) -> str:
     verdict = str(row.get("verdict"))
     why = _e(row.get("reason"))
@@ -341,7 +347,7 @@ def _session_row(row: Mapping[str, object]) -> str:
         ("", _e(_endpoint(row.get("server_ip"), row.get("server_port")))),
         ("", _e(row.get("sni") or "")),
         ("", _e(row.get("tls_version") or "")),
-        ("", _badge(verdict)),
+        ("", _badge(verdict) + _basis(row)),
         ("", why),
     ]
     summary = "".join(
