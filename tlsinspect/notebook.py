@@ -46,6 +46,7 @@ from .report.frame import (
     Session,
     SessionList,
     certificates_frame,
+    frame_row,
     is_frame,
     sessions_frame,
     summary_frame,
@@ -250,10 +251,7 @@ def read_capture(
     problems: dict[str, list[str]] = {}
     notes: list[str] = []
     for path, r, found in iter_records(paths, keylog, progress, ca_bundle, series, notes, sel):
-        row: flat.Row = {**flat.flat_row(r), "file": path}
-        row["start_time"] = r.facts.start_ts
-        row["end_time"] = r.facts.end_ts or r.facts.start_ts
-        rows.append(row)
+        rows.append(frame_row(r, path))
         problems[path] = found
     frame = sessions_frame(rows)
     frame.attrs["problems"] = {p: v for p, v in problems.items() if v}

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import tempfile
 from collections import Counter
@@ -34,6 +35,8 @@ from ..model import count
 from ..record import SessionRecord
 from ..report.export import CertExport, write_and_tell
 from ..report.flat import flat_row
+from ..report.html import write_html
+from ..report.parquet import certificates_path, write_parquet
 from ..report.schema import session_dict
 from ..report.select import VERDICTS, selection
 from ..report.stream import STREAMED_FORMATS, write_streamed
@@ -56,6 +59,8 @@ from .common import (
 
 PROG = "tlsinspect"
 ZEEK_FORMATS = ("zeek", "zeek-json")  # two logs into a directory, not one report
+BINARY_FORMATS = ("parquet",)  # written to a file by path, not as text
+SUFFIX_FORMATS = {".parquet": "parquet", ".html": "html", ".htm": "html"}  # -o without --format
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -104,12 +109,16 @@ def _parser() -> argparse.ArgumentParser:
     )
     add_format(
         p,
-        ("table", "json", "jsonl", "csv", "ecs", "zeek", "zeek-json"),
+        ("table", "json", "jsonl", "csv", "ecs", "zeek", "zeek-json", "parquet", "html"),
         "table (default): for people; json: one array; jsonl: one object per line, "
         "streamed; csv: one row per session, streamed; ecs: one Elastic Common Schema object "
         "per line, streamed; zeek, zeek-json: Zeek's ssl.log and x509.log (TSV or JSON) in the "
-        "directory of --output (default: the current directory), streamed",
+        "directory of --output (default: the current directory), streamed; parquet: the "
+        "columns of read_capture() into --output, its certificates into X.certs.parquet; html: "
+        "one self-contained page to open or attach (without --format, an --output ending in "
+        ".parquet or .html picks the format)",
     )
+    p.set_defaults(format=None)  # not given: picked by the suffix of --output, else table
     p.add_argument(
         "--output",
         "-o",
@@ -204,6 +213,11 @@ def main(argv: Sequence[str]) -> int:
         parser.error(str(exc))
     if args.summary and args.format not in SUMMARY_FORMATS:
         parser.error(f"--summary is written as {', '.join(SUMMARY_FORMATS)}, not {args.format}")
+    if args.format is None:
+        suffix = os.path.splitext(args.output or "")[1].lower()
+        args.format = SUFFIX_FORMATS.get(suffix, "table")
+    if args.format in BINARY_FORMATS and not args.output and sys.stdout.isatty():
+        return fail(PROG, f"--format {args.format} is binary: give --output FILE (or a pipe)")
     try:
         anchors = read_ca_bundle(args.ca_bundle)
     except OSError as exc:
@@ -245,7 +259,8 @@ def main(argv: Sequence[str]) -> int:
     if runs.failed:  # the first capture cannot be read: nothing is written
         return fail(PROG, runs.failed[0])
     try:
-        out = sys.stdout if args.format in ZEEK_FORMATS else open_output(args.output)
+        own = ZEEK_FORMATS + BINARY_FORMATS  # formats that open their own files
+        out = sys.stdout if args.format in own else open_output(args.output)
     except OSError as exc:
         runs.close()
         return fail(PROG, f"{args.output}: {exc.strerror or exc}")
@@ -273,6 +288,12 @@ def _report(args: argparse.Namespace, runs: _Runs, out: TextIO) -> int:
             write_zeek(records, args.output or ".", use_json=args.format == "zeek-json")
         elif args.format in STREAMED_FORMATS:
             write_streamed(args.format, records, out)
+        elif args.format == "parquet":
+            path = args.output or out.buffer
+            certs = certificates_path(args.output) if args.output else None
+            write_parquet(records, path, None, certs)
+        elif args.format == "html":
+            write_html(records, out, [inp.name for inp in runs.inputs], runs.notes)
         elif args.follow and args.format == "table":
             _follow_table(runs, records, out)
         else:

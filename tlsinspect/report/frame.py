@@ -164,6 +164,15 @@ def _categorical(values: Sequence[object], known: Sequence[str], ordered: bool) 
     return pd.Categorical(values, categories=cats, ordered=ordered)
 
 
+def frame_row(record: SessionRecord, file: str | None) -> flat.Row:
+    """One session as a row of `sessions_frame()`: the flat row, its capture's path in front,
+    and the packet times as integer nanoseconds."""
+    row: flat.Row = {"file": file, **flat.flat_row(record)}
+    row["start_time"] = record.facts.start_ts
+    row["end_time"] = record.facts.end_ts or record.facts.start_ts
+    return row
+
+
 def sessions_frame(rows: list[flat.Row]) -> pd.DataFrame:
     """Flat rows (with `start_time`/`end_time` as integer nanoseconds) to a typed DataFrame."""
     import pandas as pd
@@ -233,6 +242,20 @@ def is_frame(obj: object) -> bool:
     return isinstance(obj, pd.DataFrame)
 
 
+#: The columns of a sessions frame that `certificates_frame()` reads.
+_CERT_SOURCE = (
+    "file",
+    "index",
+    "start_time",
+    "server_ip",
+    "server_port",
+    "sni",
+    "verdict",
+    "client_chain",
+    "server_chain",
+)
+
+
 def certificates_frame(frame: pd.DataFrame) -> pd.DataFrame:
     """One row per certificate of every chain of a `read_capture()` frame."""
     missing = {"client_chain", "server_chain", "index", "start_time"} - set(frame.columns)
@@ -243,7 +266,8 @@ def certificates_frame(frame: pd.DataFrame) -> pd.DataFrame:
     rows: list[dict[str, object]] = []
     extra: list[str] = []
     base = {n for n, _, _ in CERT_COLUMNS}
-    for s in frame.to_dict("records"):
+    used = [c for c in _CERT_SOURCE if c in frame.columns]  # not all 60: each row is copied
+    for s in frame[used].to_dict("records"):
         for role in ("client", "server"):
             chain = s.get(f"{role}_chain")
             for pos, cert in enumerate(chain if isinstance(chain, list) else []):
