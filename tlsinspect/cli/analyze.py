@@ -207,15 +207,15 @@ def main(argv: Sequence[str]) -> int:
     """Analyse captures and report their TLS sessions."""
     parser = _parser()
     args = parser.parse_args(argv)
+    if args.format is None:
+        suffix = os.path.splitext(args.output or "")[1].lower()
+        args.format = SUFFIX_FORMATS.get(suffix, "table")
     try:
         args.selection = selection(args.verdict, args.server, args.port, args.client_identity)
     except ValueError as exc:
         parser.error(str(exc))
     if args.summary and args.format not in SUMMARY_FORMATS:
         parser.error(f"--summary is written as {', '.join(SUMMARY_FORMATS)}, not {args.format}")
-    if args.format is None:
-        suffix = os.path.splitext(args.output or "")[1].lower()
-        args.format = SUFFIX_FORMATS.get(suffix, "table")
     if args.format in BINARY_FORMATS and not args.output and sys.stdout.isatty():
         return fail(PROG, f"--format {args.format} is binary: give --output FILE (or a pipe)")
     try:

@@ -588,7 +588,8 @@ def render(
         # sessions of several captures: numbered through the report (each capture numbers its
         # own from 1), and the file shown in a column of its own
         sessions = [{**s, "index": n} for n, s in enumerate(sessions, 1)]
-    out = [*wrap(header, width, "", "  "), ""]
+    out = [part for line in header.split("\n") for part in wrap(line, width, "", "  ")]
+    out.append("")
     if problems:
         out.append("Capture problems:")
         for p in problems:
