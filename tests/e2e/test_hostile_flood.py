@@ -104,7 +104,11 @@ def analyse(directory: Path, name: str, *options: str, fmt: str = "jsonl") -> Ru
     facts = json.loads((directory / "manifest.json").read_text())["files"][name]
     text = out.read_text()
     sessions = [json.loads(line) for line in text.splitlines()] if fmt == "jsonl" else []
-    limit = int(options[options.index("--memory-limit") + 1]) if options else MEMORY_LIMIT_MB
+    limit = (
+        int(options[options.index("--memory-limit") + 1])
+        if "--memory-limit" in options
+        else MEMORY_LIMIT_MB
+    )
     return Run(
         sessions,
         stderr if fmt == "jsonl" else text,
@@ -240,7 +244,7 @@ def test_reset_flood(small: Path) -> None:
 
 def test_the_table_counts_the_evictions(small: Path) -> None:
     """The text report says under its table how many connections were evicted, and why."""
-    run = analyse(small, "partial_hello.pcap", fmt="table")
+    run = analyse(small, "partial_hello.pcap", "--width", "1000", fmt="table")
     assert run.peak_mb < MEMORY_LIMIT_MB
     counted = run.evictions()
     assert counted is not None and counted[2] == counted[0] > 0

@@ -21,14 +21,14 @@ def _expected(verdicts: tuple[str, ...], ports: range) -> list[dict]:
 
 
 def test_the_table_says_how_many_of_how_many_it_shows():
-    r = run_cli(TLS12, "--verdict", "mutual")
+    r = run_cli(TLS12, "--verdict", "mutual", "--width", "1000")
     assert r.returncode == 0, r.stderr
     mutual = _expected(("mutual",), range(65536))
     assert f"{len(mutual)} of {len(TRUTH)} TLS sessions shown" in r.stdout
-    totals = r.stdout.split("Totals:")[1].split()
+    totals = r.stdout.split("Totals:")[1].split("\n\n")[0].split()
     assert totals == ["mutual", str(len(mutual)), "all", str(len(mutual))]
     assert r.stderr == ""
-    assert f"{len(TRUTH)} TLS sessions" in run_cli(TLS12).stdout.splitlines()[0]
+    assert f"{len(TRUTH)} TLS sessions" in run_cli(TLS12, "--width", "1000").stdout.splitlines()[0]
 
 
 def _shown(fmt: str, stdout: str, out_dir) -> list[tuple[int, str]]:
@@ -77,7 +77,10 @@ def test_a_selection_that_keeps_nothing():
 @pytest.mark.parametrize(
     "args, message",
     [
-        (["--verdict", "two-way"], "'two-way' is not a verdict (did you mean one-way? one of mutual, "),
+        (
+            ["--verdict", "two-way"],
+            "'two-way' is not a verdict (did you mean one-way? one of mutual, ",
+        ),
         (["--port", "70000"], "'70000' is not a port"),
         (["--server", ""], "an empty server pattern keeps nothing"),
         (["--verdict", ""], "an empty verdict keeps nothing"),

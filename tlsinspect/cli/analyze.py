@@ -343,8 +343,8 @@ def _report(args: argparse.Namespace, runs: _Runs, out: TextIO) -> int:
         if warning:
             print(f"{PROG}: warning: {warning}", file=sys.stderr)
     if args.selection and args.format != "table":
-        total = sum(n for _run, n in runs.done)
-        print(f"{PROG}: {_sessions(total, sum(runs.kept))}", file=sys.stderr)
+        for (run, n), kept in zip(runs.done, runs.kept, strict=True):
+            print(f"{PROG}: {run.name}: {_sessions(n, kept)}", file=sys.stderr)
     for failure in runs.failed:
         code = fail(PROG, failure)
     return code
